@@ -1,0 +1,13 @@
+"""The one exception type the CLI turns into a one-line message instead of a traceback."""
+
+
+class DcganError(Exception):
+    """Bad input or an unusable environment, explained in one line for the user.
+
+    ``exit_code`` is what the CLI exits with: 2 for bad input (click's convention for usage
+    errors), 1 for a check that ran and failed (the export parity gate).
+    """
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code

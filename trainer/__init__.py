@@ -1,0 +1,1 @@
+"""The DCGAN trainer. Everything in the project that needs TensorFlow lives in this package."""

@@ -1,0 +1,188 @@
+"""Sample images from an exported generator with onnxruntime and numpy: no TensorFlow, ever.
+
+This is the module other programs embed::
+
+    from dcgan_export import Sampler
+    sampler = Sampler()                      # the shipped models/generator.onnx
+    images = sampler.sample(16, seed=0)      # float32 [16, 28, 28, 1] in [-1, 1]
+    pixels = sampler.sample_pixels(16, seed=0)   # uint8 [16, 28, 28]
+
+Noise is derived per image: image ``i`` of seed ``s`` is generated from
+``numpy.random.default_rng([s, i]).standard_normal(latent_dim)``, so it is the same whatever
+``n`` or ``batch_size`` is, and another program (or language) can reproduce it from the
+same vectors.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import onnxruntime as ort
+
+from .errors import DcganError
+
+MODEL_FILENAME = "generator.onnx"
+IMAGES_OUTPUT = "images"
+PIXELS_OUTPUT = "pixels"
+
+
+def default_model_path() -> Path:
+    """The shipped generator: inside the installed package, or ``models/`` of a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "shipped" / MODEL_FILENAME, here.parent / "models" / MODEL_FILENAME):
+        if candidate.is_file():
+            return candidate
+    raise DcganError(f"no shipped model found (looked for {MODEL_FILENAME} in the package and in models/)")
+
+
+def physical_cores() -> int:
+    """Cores this process may use, not counting SMT siblings (they slow conv kernels down)."""
+    try:
+        allowed = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        allowed = os.cpu_count() or 1
+    try:
+        cores = set()
+        physical = core = None
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "physical id":
+                    physical = value.strip()
+                elif key == "core id":
+                    core = value.strip()
+                elif not key and core is not None:
+                    cores.add((physical, core))
+                    physical = core = None
+        if core is not None:
+            cores.add((physical, core))
+        if cores:
+            return max(1, min(allowed, len(cores)))
+    except OSError:
+        pass
+    return max(1, allowed)
+
+
+def noise(seed: int, start: int, count: int, latent_dim: int) -> np.ndarray:
+    """Noise vectors for images ``start .. start+count-1`` of ``seed`` (float32, [count, latent_dim])."""
+    out = np.empty((count, latent_dim), dtype=np.float32)
+    for j in range(count):
+        np.random.default_rng([seed, start + j]).standard_normal(latent_dim, dtype=np.float32, out=out[j])
+    return out
+
+
+def to_pixels(images: np.ndarray) -> np.ndarray:
+    """float images in [-1, 1] ([n, 28, 28, 1]) -> uint8 [n, 28, 28], as the ONNX ``pixels`` output."""
+    scaled = np.rint((images[..., 0] + 1.0) * 127.5)
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+class Sampler:
+    """A generator loaded into an onnxruntime session. Thread-safe: share one across threads.
+
+    ``model``: path of an ONNX generator with input ``[N, latent]`` and output ``images``
+    (``None``: the shipped one). ``threads``: intra-op threads (default: physical cores).
+    """
+
+    def __init__(self, model: str | os.PathLike | None = None, threads: int | None = None,
+                 providers: list[str] | None = None):
+        path = default_model_path() if model is None else Path(model)
+        if not path.is_file():
+            raise DcganError(f"model not found: {path}")
+        if threads is not None and threads < 1:
+            raise DcganError(f"threads must be >= 1, got {threads}")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or physical_cores()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                str(path), sess_options=options, providers=providers or ["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own types for corrupt or invalid files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DcganError(f"{path}: not a loadable ONNX model ({first})") from None
+        self.model_path = path
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 2 or not isinstance(inputs[0].shape[1], int):
+            shapes = ", ".join(f"{i.name}{i.shape}" for i in inputs)
+            raise DcganError(f"{path}: not a generator: expected one input of shape [N, latent], found {shapes}")
+        self._input = inputs[0].name
+        self.latent_dim: int = inputs[0].shape[1]
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        if IMAGES_OUTPUT not in outputs:
+            raise DcganError(f"{path}: not a generator: no output named {IMAGES_OUTPUT!r} (found {', '.join(outputs)})")
+        self.image_shape: tuple = tuple(outputs[IMAGES_OUTPUT].shape[1:])
+        self._has_pixels = PIXELS_OUTPUT in outputs
+        self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
+
+    def __repr__(self) -> str:
+        return f"Sampler({str(self.model_path)!r}, latent_dim={self.latent_dim})"
+
+    # -- noise -> images ---------------------------------------------------------------------
+
+    def check_noise(self, z) -> np.ndarray:
+        """z as a C-contiguous float32 [n, latent] array, or a ValueError saying what is wrong."""
+        try:
+            arr = np.asarray(z)
+        except Exception as exc:
+            raise DcganError(f"noise must be a numeric array of shape (n, {self.latent_dim}): {exc}") from None
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            raise DcganError(f"noise must be a real numeric array, got dtype {arr.dtype}")
+        if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] != self.latent_dim:
+            raise DcganError(f"noise must have shape (n, {self.latent_dim}) with n >= 1, got {arr.shape}")
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        if not np.isfinite(arr).all():
+            raise DcganError("noise contains NaN or infinite values")
+        return arr
+
+    def generate(self, z) -> np.ndarray:
+        """Images for noise ``z`` [n, latent]: float32 [n, 28, 28, 1] in [-1, 1]."""
+        return self._session.run([IMAGES_OUTPUT], {self._input: self.check_noise(z)})[0]
+
+    def generate_pixels(self, z) -> np.ndarray:
+        """Images for noise ``z`` as uint8 [n, 28, 28], round((x + 1) * 127.5)."""
+        z = self.check_noise(z)
+        if self._has_pixels:
+            return self._session.run([PIXELS_OUTPUT], {self._input: z})[0]
+        return to_pixels(self._session.run([IMAGES_OUTPUT], {self._input: z})[0])
+
+    # -- seeds -> images ---------------------------------------------------------------------
+
+    def noise(self, n: int, seed: int, start: int = 0) -> np.ndarray:
+        """The noise that ``sample(n, seed)`` uses, for images ``start .. start+n-1``."""
+        return noise(seed, start, n, self.latent_dim)
+
+    def iter_batches(self, n: int, seed: int | None = None, batch_size: int = 256,
+                     pixels: bool = False) -> Iterator[np.ndarray]:
+        """Yield the ``n`` images in chunks of at most ``batch_size``: bounded memory for any n."""
+        if n < 1:
+            raise DcganError(f"n must be >= 1, got {n}")
+        if batch_size < 1:
+            raise DcganError(f"batch_size must be >= 1, got {batch_size}")
+        seed = resolve_seed(seed)
+        run = self.generate_pixels if pixels else self.generate
+        for start in range(0, n, batch_size):
+            yield run(self.noise(min(batch_size, n - start), seed, start))
+
+    def sample(self, n: int, seed: int | None = None, batch_size: int = 256) -> np.ndarray:
+        """``n`` images, float32 [n, 28, 28, 1] in [-1, 1]; image i depends only on (seed, i)."""
+        return np.concatenate(list(self.iter_batches(n, seed, batch_size)))
+
+    def sample_pixels(self, n: int, seed: int | None = None, batch_size: int = 256) -> np.ndarray:
+        """``n`` images as uint8 [n, 28, 28]; image i depends only on (seed, i)."""
+        return np.concatenate(list(self.iter_batches(n, seed, batch_size, pixels=True)))
+
+
+def resolve_seed(seed: int | None) -> int:
+    """A fixed seed as given; ``None`` draws a fresh one from the OS."""
+    if seed is None:
+        return int(np.random.SeedSequence().entropy % (2**63))
+    if int(seed) < 0:
+        raise DcganError(f"seed must be >= 0, got {seed}")
+    return int(seed)

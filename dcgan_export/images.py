@@ -1,0 +1,57 @@
+"""Image grids and PNG/GIF encoding (Pillow), shared by sampling, training previews and serving."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from typing import Sequence
+
+import numpy as np
+
+from .atomic import atomic_open
+
+
+def make_grid(pixels: np.ndarray, nrow: int | None = None, padding: int = 2) -> np.ndarray:
+    """Tile uint8 images [n, h, w] into one [H, W] image with ``padding`` black pixels between
+    and around them. ``nrow`` images per row; default ceil(sqrt(n)), a square-ish grid."""
+    pixels = np.asarray(pixels)
+    if pixels.ndim == 4 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    if pixels.ndim != 3 or len(pixels) == 0:
+        raise ValueError(f"expected images of shape (n, h, w) with n >= 1, got {pixels.shape}")
+    n, h, w = pixels.shape
+    cols = nrow or math.ceil(math.sqrt(n))
+    if cols < 1:
+        raise ValueError(f"nrow must be >= 1, got {nrow}")
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    grid = np.zeros((rows * (h + padding) + padding, cols * (w + padding) + padding), dtype=np.uint8)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        y, x = padding + r * (h + padding), padding + c * (w + padding)
+        grid[y:y + h, x:x + w] = pixels[i]
+    return grid
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """A 2-D uint8 array as grayscale PNG bytes."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), mode="L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    with atomic_open(path, "wb") as f:
+        f.write(png_bytes(image))
+
+
+def write_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], duration_ms: int = 200) -> None:
+    """An animated GIF of equally sized 2-D uint8 frames (training progress)."""
+    from PIL import Image
+
+    images = [Image.fromarray(np.ascontiguousarray(f, dtype=np.uint8), mode="L") for f in frames]
+    with atomic_open(path, "wb") as f:
+        images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)

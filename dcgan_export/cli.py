@@ -23,6 +23,49 @@ def cli() -> None:
 # --- train (trainer/, TensorFlow) -------------------------------------------------------------
 
 
+# Options a resumed run may change; every other one is fixed by the run's config.json.
+_RESUMABLE = {"iterations", "quiet", "tensorboard"}
+
+
+@cli.command()
+@click.option("--data", default="mnist-8k", show_default=True,
+              help="mnist-8k (embedded), mnist, fashion-mnist, a directory of IDX files, or an .npz with x_train.")
+@click.option("--out", type=click.Path(), default=None, help="Run directory [default: runs/<timestamp>].")
+@click.option("--iterations", type=int, default=5000, show_default=True, help="Generator updates.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--lr", type=float, default=2e-4, show_default=True, help="Adam learning rate (both networks).")
+@click.option("--beta1", type=float, default=0.5, show_default=True, help="Adam beta_1.")
+@click.option("--d-steps", type=int, default=1, show_default=True, help="Discriminator updates per iteration.")
+@click.option("--label-smoothing", type=float, default=0.0, show_default=True,
+              help="One-sided: D's target for real images is 1 - this.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--sample-every", type=int, default=200, show_default=True, help="Fixed-noise grid every N iterations.")
+@click.option("--checkpoint-every", type=int, default=500, show_default=True)
+@click.option("--eval-every", type=int, default=0, show_default=True,
+              help="Log sample quality (classifier FID, class coverage) every N iterations; 0 = never.")
+@click.option("--tensorboard", is_flag=True, help="Write TensorBoard scalars and images under RUN/tb.")
+@click.option("--mixed-precision", is_flag=True, help="mixed_float16 with loss scaling.")
+@click.option("--strategy", type=click.Choice(["default", "mirrored"]), default="default", show_default=True,
+              help="mirrored: tf.distribute.MirroredStrategy over all visible devices.")
+@click.option("--resume", type=click.Path(), default=None, help="Continue the run in this directory.")
+@click.option("--force", is_flag=True, help="Start over in an existing --out directory.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def train(ctx: click.Context, resume: str | None, force: bool, **options) -> None:
+    """Train the DCGAN; writes losses, sample grids, checkpoints and generator.keras to the run directory."""
+    from trainer.train import TrainConfig, train as run_training
+
+    given = {k for k in options if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
+    overrides = None
+    if resume is not None:
+        fixed = sorted(given - _RESUMABLE)
+        if fixed:
+            raise DcganError(f"--resume continues a run with its own settings; it cannot change "
+                             f"{', '.join('--' + k.replace('_', '-') for k in fixed)}")
+        overrides = {k: options[k] for k in given}
+    run_training(TrainConfig(**options), resume=resume, force=force, overrides=overrides, echo=click.echo)
+
+
 # --- export (dcgan_export/export.py, TensorFlow + tf2onnx) --------------------------------------
 
 
@@ -33,6 +76,26 @@ def cli() -> None:
 
 
 # --- serve (dcgan_export/serve.py, onnxruntime + starlette) -------------------------------------
+
+
+@cli.command()
+@click.option("--model", type=click.Path(dir_okay=False), default=None,
+              help="ONNX generator to serve (default: the shipped models/generator.onnx).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 to accept connections from other machines).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--threads", type=int, default=None, help="onnxruntime threads (default: physical cores).")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              default="info", show_default=True, help="uvicorn log level; below info, no access log.")
+def serve(model, host, port, threads, log_level) -> None:
+    """Serve the generator over HTTP: /healthz, /v1/model, /v1/sample, /v1/generate."""
+    try:
+        from . import serve as service
+    except ImportError as exc:
+        raise DcganError(f"dcgan serve needs the [serve] extra (pip install 'dcgan[serve]'): {exc}") from None
+    from .runtime import Sampler
+
+    service.run(Sampler(model, threads=threads), host=host, port=port, log_level=log_level)
 
 
 def main(argv: list[str] | None = None) -> None:

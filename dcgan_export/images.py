@@ -39,7 +39,7 @@ def png_bytes(image: np.ndarray) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), mode="L").save(buf, format="PNG")
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -52,6 +52,6 @@ def write_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], duration_ms
     """An animated GIF of equally sized 2-D uint8 frames (training progress)."""
     from PIL import Image
 
-    images = [Image.fromarray(np.ascontiguousarray(f, dtype=np.uint8), mode="L") for f in frames]
+    images = [Image.fromarray(np.ascontiguousarray(f, dtype=np.uint8)) for f in frames]
     with atomic_open(path, "wb") as f:
         images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)

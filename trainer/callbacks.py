@@ -1,0 +1,243 @@
+"""What a training run records while ``fit()`` runs: losses, fixed-noise grids, checkpoints,
+TensorBoard, a progress bar. The iteration number is ``start + batch + 1`` (fit counts from 0
+in every call, a resumed run does not)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from dcgan_export.atomic import atomic_open
+from dcgan_export.images import make_grid, write_gif, write_png
+from dcgan_export.runtime import to_pixels
+
+from . import checkpoint
+
+LOSS_COLUMNS = ["iteration", "d_loss_real", "d_loss_fake", "g_loss", "d_real", "d_fake", "elapsed_s"]
+LOG_KEYS = LOSS_COLUMNS[1:6]
+
+
+class _IterationCallback(keras.callbacks.Callback):
+    def __init__(self, start: int):
+        super().__init__()
+        self.start = start
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_iteration_end(self.start + batch + 1, {k: float(v) for k, v in (logs or {}).items()})
+
+    def on_iteration_end(self, iteration: int, logs: dict) -> None:
+        raise NotImplementedError
+
+
+class LossLog(_IterationCallback):
+    """Appends one row per iteration to losses.csv and flushes it, so it can be watched live.
+    Rows past the last checkpoint are dropped on resume (``trim_losses``)."""
+
+    def __init__(self, path: Path, start: int, elapsed_before: float):
+        super().__init__(start)
+        self.path = path
+        self.elapsed_before = elapsed_before
+        self.last: dict = {}
+
+    def on_train_begin(self, logs=None):
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self._file = open(self.path, "a", newline="")
+        self._writer = csv.writer(self._file)
+        if new:
+            self._writer.writerow(LOSS_COLUMNS)
+        self._t0 = time.perf_counter()
+
+    def on_iteration_end(self, iteration, logs):
+        self.last = logs
+        elapsed = self.elapsed_before + time.perf_counter() - self._t0
+        self._writer.writerow([iteration, *(f"{logs[k]:.6f}" for k in LOG_KEYS), f"{elapsed:.3f}"])
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        self._file.close()
+
+
+def trim_losses(path: Path, last_iteration: int) -> float:
+    """Keep the rows up to ``last_iteration`` (a killed run may have logged further, or half a
+    line); return the elapsed seconds at that row."""
+    if not path.exists():
+        return 0.0
+    kept, elapsed = [], 0.0
+    with open(path, newline="") as f:
+        for row in csv.reader(f):
+            if len(row) != len(LOSS_COLUMNS) or not row[0].isdigit():
+                continue
+            if int(row[0]) <= last_iteration:
+                kept.append(row)
+                elapsed = float(row[-1])
+    with atomic_open(path, "w") as f:
+        writer = csv.writer(f)
+        writer.writerow(LOSS_COLUMNS)
+        writer.writerows(kept)
+    return elapsed
+
+
+def read_losses(path: Path) -> dict[str, np.ndarray]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {k: np.array([float(r[k]) for r in rows]) for k in LOSS_COLUMNS}
+
+
+class SampleGrids(_IterationCallback):
+    """A 5x5 grid from the same fixed noise every ``every`` iterations: samples/iter_NNNNNN.png,
+    optionally mirrored to TensorBoard; progress.gif is made from them at the end."""
+
+    def __init__(self, run_dir: Path, fixed_noise: np.ndarray, every: int, start: int, tb_writer=None):
+        super().__init__(start)
+        self.dir = run_dir / "samples"
+        self.dir.mkdir(exist_ok=True)
+        self.run_dir = run_dir
+        self.fixed_noise = fixed_noise
+        self.every = every
+        self.tb_writer = tb_writer
+
+    def on_iteration_end(self, iteration, logs):
+        if iteration % self.every == 0:
+            self.write(iteration)
+
+    def write(self, iteration: int) -> None:
+        images = self.model.generator(self.fixed_noise, training=False)
+        grid = make_grid(to_pixels(np.asarray(images, dtype=np.float32)), nrow=5)
+        write_png(self.dir / f"iter_{iteration:06d}.png", grid)
+        if self.tb_writer is not None:
+            self.tb_writer.image("samples", grid, iteration)
+
+    def on_train_end(self, logs=None):
+        write_progress_gif(self.run_dir)
+
+
+def write_progress_gif(run_dir: Path) -> None:
+    from PIL import Image
+
+    frames = [np.asarray(Image.open(p)) for p in sorted((run_dir / "samples").glob("iter_*.png"))]
+    if frames:
+        write_gif(run_dir / "progress.gif", frames)
+
+
+class Checkpoints(_IterationCallback):
+    """Saves the whole run state every ``every`` iterations and at the end. Must run after
+    LossLog in the callback list, so losses.csv always reaches the checkpoint's iteration."""
+
+    def __init__(self, run_dir: Path, every: int, start: int):
+        super().__init__(start)
+        self.run_dir = run_dir
+        self.every = every
+        self.iteration = start
+
+    def on_iteration_end(self, iteration, logs):
+        self.iteration = iteration
+        if iteration % self.every == 0:
+            checkpoint.save(self.run_dir, self.model.state_variables(), iteration)
+
+    def on_train_end(self, logs=None):
+        checkpoint.save(self.run_dir, self.model.state_variables(), self.iteration, finished=True)
+
+
+class TensorBoardScalars(_IterationCallback):
+    def __init__(self, writer, start: int):
+        super().__init__(start)
+        self.writer = writer
+
+    def on_iteration_end(self, iteration, logs):
+        for key in LOG_KEYS:
+            self.writer.scalar(key, logs[key], iteration)
+
+
+class TensorBoardWriter:
+    """A thin wrapper over tf.summary so callbacks can share one event file."""
+
+    def __init__(self, logdir: Path):
+        import tensorflow as tf
+
+        self._tf = tf
+        self._writer = tf.summary.create_file_writer(str(logdir))
+
+    def scalar(self, name: str, value: float, step: int) -> None:
+        with self._writer.as_default():
+            self._tf.summary.scalar(name, value, step=step)
+
+    def image(self, name: str, grid: np.ndarray, step: int) -> None:
+        with self._writer.as_default():
+            self._tf.summary.image(name, grid[None, :, :, None], step=step)
+
+    def close(self) -> None:
+        self._writer.flush()
+        self._writer.close()
+
+
+class ProgressBar(_IterationCallback):
+    """One line, redrawn: iteration, it/s, ETA and the latest losses (to stderr)."""
+
+    def __init__(self, start: int, total: int, stream=None, min_interval: float = 0.1):
+        super().__init__(start)
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.min_interval = min_interval
+
+    def on_train_begin(self, logs=None):
+        self._t0 = self._last = time.perf_counter()
+
+    def on_iteration_end(self, iteration, logs):
+        now = time.perf_counter()
+        if now - self._last < self.min_interval and iteration != self.total:
+            return
+        self._last = now
+        done = iteration - self.start
+        rate = done / max(now - self._t0, 1e-9)
+        eta = (self.total - iteration) / rate if rate > 0 else float("inf")
+        width = 24
+        filled = int(width * iteration / self.total)
+        bar = "#" * filled + "-" * (width - filled)
+        self.stream.write(
+            f"\r[{bar}] {iteration}/{self.total} {rate:.1f} it/s ETA {_duration(eta)} "
+            f"d_real {logs['d_loss_real']:.3f} d_fake {logs['d_loss_fake']:.3f} g {logs['g_loss']:.3f}   "
+        )
+        self.stream.flush()
+
+    def on_train_end(self, logs=None):
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "?"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def plot_losses(csv_path: Path, png_path: Path) -> None:
+    """losses.png: the loss curves and mean D outputs against iterations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = read_losses(csv_path)
+    if len(data["iteration"]) == 0:
+        return
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    for key in ("d_loss_real", "d_loss_fake", "g_loss"):
+        ax1.plot(data["iteration"], data[key], label=key, linewidth=0.8)
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    for key, label in (("d_real", "mean D(x)"), ("d_fake", "mean D(G(z))")):
+        ax2.plot(data["iteration"], data[key], label=label, linewidth=0.8)
+    ax2.set_xlabel("iteration")
+    ax2.set_ylabel("D output")
+    ax2.legend()
+    fig.tight_layout()
+    with atomic_open(png_path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)

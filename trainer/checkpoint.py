@@ -1,0 +1,57 @@
+"""Whole-run checkpoints: one .npz holding every state variable, replaced atomically.
+
+A run killed at any moment (SIGKILL included) finds either the previous checkpoint or the new
+one, never half of one. Variables are stored in ``DCGAN.state_variables()`` order with their
+paths and shapes, and checked on restore.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from dcgan_export.atomic import atomic_open, atomic_write_text
+from dcgan_export.errors import DcganError
+
+CHECKPOINT = "checkpoint.npz"
+STATE = "state.json"
+
+
+def save(run_dir: Path, variables: list, iteration: int, finished: bool = False) -> None:
+    arrays = {f"v{i:04d}": np.asarray(v.numpy() if hasattr(v, "numpy") else v) for i, v in enumerate(variables)}
+    arrays["iteration"] = np.asarray(iteration, dtype=np.int64)
+    arrays["paths"] = np.asarray([_path(v) for v in variables])
+    with atomic_open(run_dir / CHECKPOINT, "wb") as f:
+        np.savez(f, **arrays)
+    atomic_write_text(run_dir / STATE, json.dumps({"iteration": iteration, "finished": finished}) + "\n")
+
+
+def saved_iteration(run_dir: Path) -> int:
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        raise DcganError(f"cannot resume {run_dir}: it has no {CHECKPOINT}")
+    try:
+        with np.load(path, allow_pickle=False) as ckpt:
+            return int(ckpt["iteration"])
+    except Exception as exc:
+        raise DcganError(f"cannot resume {run_dir}: unreadable {CHECKPOINT} ({type(exc).__name__})") from None
+
+
+def restore(run_dir: Path, variables: list) -> int:
+    """Assign the saved values to ``variables``; return the iteration they were saved at."""
+    with np.load(run_dir / CHECKPOINT, allow_pickle=False) as ckpt:
+        paths = list(ckpt["paths"])
+        if len(paths) != len(variables):
+            raise DcganError(f"{run_dir / CHECKPOINT}: holds {len(paths)} variables, this run has {len(variables)}")
+        for i, (var, path) in enumerate(zip(variables, paths)):
+            value = ckpt[f"v{i:04d}"]
+            if tuple(value.shape) != tuple(var.shape):
+                raise DcganError(f"{run_dir / CHECKPOINT}: {path} has shape {value.shape}, expected {tuple(var.shape)}")
+            var.assign(value)
+        return int(ckpt["iteration"])
+
+
+def _path(variable) -> str:
+    return str(getattr(variable, "path", getattr(variable, "name", "?")))

@@ -1,0 +1,264 @@
+"""``dcgan train``: validate everything cheaply, then build, restore and ``fit()``.
+
+All checks that can fail on user input (options, data, the run directory) run before
+TensorFlow is imported, so a mistake costs a fraction of a second and touches nothing on disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from dcgan_export import datasets
+from dcgan_export.atomic import atomic_path, atomic_write_text
+from dcgan_export.errors import DcganError
+
+from . import checkpoint
+
+CONFIG = "config.json"
+LOSSES = "losses.csv"
+# What --force clears from an existing run directory; nothing else in it is touched.
+RUN_ARTIFACTS = (CONFIG, checkpoint.STATE, checkpoint.CHECKPOINT, LOSSES, "losses.png", "progress.gif",
+                 "generator.keras", "discriminator.keras", "eval.csv", "samples", "tb")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    out: str | None = None
+    data: str = "mnist-8k"
+    iterations: int = 5000
+    batch_size: int = 64
+    lr: float = 2e-4
+    beta1: float = 0.5
+    d_steps: int = 1
+    label_smoothing: float = 0.0
+    latent_dim: int = 100
+    seed: int = 0
+    sample_every: int = 200
+    checkpoint_every: int = 500
+    eval_every: int = 0
+    eval_samples: int = 2000
+    tensorboard: bool = False
+    mixed_precision: bool = False
+    strategy: str = "default"
+    quiet: bool = False
+
+    def validate(self) -> None:
+        positive = ("iterations", "batch_size", "d_steps", "latent_dim", "sample_every", "checkpoint_every",
+                    "eval_samples")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise DcganError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise DcganError(f"--lr must be > 0, got {self.lr}")
+        if not 0 <= self.beta1 < 1:
+            raise DcganError(f"--beta1 must be in [0, 1), got {self.beta1}")
+        if not 0 <= self.label_smoothing < 1:
+            raise DcganError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.eval_every < 0:
+            raise DcganError(f"--eval-every must be >= 0, got {self.eval_every}")
+        if self.seed < 0:
+            raise DcganError(f"--seed must be >= 0, got {self.seed}")
+        if self.strategy not in ("default", "mirrored"):
+            raise DcganError(f"--strategy must be default or mirrored, got {self.strategy!r}")
+
+
+def prepare(config: TrainConfig, resume: str | None = None, force: bool = False,
+            overrides: dict | None = None) -> tuple[TrainConfig, Path, datasets.Dataset, int]:
+    """Everything that can fail on bad input, without TensorFlow.
+
+    Returns the effective config, the run directory (created, config.json written), the data
+    and the iteration to start from.
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        if not run_dir.is_dir():
+            raise DcganError(f"cannot resume {run_dir}: no such directory")
+        start = checkpoint.saved_iteration(run_dir)
+        config = _load_config(run_dir)
+        for key, value in (overrides or {}).items():
+            setattr(config, key, value)
+        config.out = str(run_dir)
+    else:
+        start = 0
+    config.validate()
+    data = datasets.load(config.data)
+    per_iteration = config.batch_size * config.d_steps
+    if per_iteration > len(data):
+        raise DcganError(f"--batch-size {config.batch_size} x --d-steps {config.d_steps} = {per_iteration} "
+                         f"is larger than the data set ({len(data)} images)")
+    if resume is not None:
+        if start >= config.iterations:
+            raise DcganError(f"{run_dir} is already at iteration {start}; pass --iterations N with N > {start}")
+        recorded = json.loads((run_dir / CONFIG).read_text()).get("data", {}).get("sha256")
+        if recorded and recorded != data.sha256:
+            raise DcganError(f"cannot resume {run_dir}: data set {config.data!r} changed since the run started")
+    else:
+        run_dir = Path(config.out or time.strftime("runs/%Y%m%d-%H%M%S"))
+        config.out = str(run_dir)
+        _claim_run_dir(run_dir, force)
+    _write_config(run_dir, config, data)
+    return config, run_dir, data, start
+
+
+def _claim_run_dir(run_dir: Path, force: bool) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise DcganError(f"--out {run_dir} exists and is not a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if not force:
+            raise DcganError(f"--out {run_dir} already exists and is not empty: "
+                             f"use --resume {run_dir} to continue it, or --force to start over")
+        for name in RUN_ARTIFACTS:
+            target = run_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise DcganError(f"cannot write to --out {run_dir}: {exc.strerror or exc}") from None
+
+
+def _load_config(run_dir: Path) -> TrainConfig:
+    try:
+        options = json.loads((run_dir / CONFIG).read_text())["options"]
+        return TrainConfig(**{f.name: options[f.name] for f in dataclasses.fields(TrainConfig) if f.name in options})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DcganError(f"cannot resume {run_dir}: unreadable {CONFIG} ({type(exc).__name__})") from None
+
+
+def _write_config(run_dir: Path, config: TrainConfig, data: datasets.Dataset) -> None:
+    from importlib import metadata
+
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    record = {
+        "options": dataclasses.asdict(config),
+        "data": {"name": data.name, "spec": config.data, "sha256": data.sha256, "images": len(data)},
+        "versions": {
+            "dcgan": version("dcgan"),
+            "tensorflow": version("tensorflow") or version("tensorflow-cpu"),
+            "keras": version("keras"),
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    atomic_write_text(run_dir / CONFIG, json.dumps(record, indent=2) + "\n")
+
+
+def train(config: TrainConfig, resume: str | None = None, force: bool = False, overrides: dict | None = None,
+          echo: Callable[[str], None] = print) -> Path:
+    """Run (or continue) a training run; return its directory."""
+    config, run_dir, data, start = prepare(config, resume, force, overrides)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
+    import keras
+    import tensorflow as tf
+
+    from . import callbacks as cb
+    from .data import make_dataset
+    from .gan import DCGAN
+    from .models import build_discriminator, build_generator
+
+    keras.utils.set_random_seed(config.seed)
+    strategy = _strategy(config, tf)
+    echo(_device_line(config, tf, strategy))
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with strategy.scope():
+            generator = build_generator(config.latent_dim)
+            discriminator = build_discriminator()
+            gan = DCGAN(generator, discriminator, config.latent_dim, config.d_steps, seed=config.seed)
+            d_opt = keras.optimizers.Adam(config.lr, beta_1=config.beta1)
+            g_opt = keras.optimizers.Adam(config.lr, beta_1=config.beta1)
+            if config.mixed_precision:
+                d_opt = keras.optimizers.LossScaleOptimizer(d_opt)
+                g_opt = keras.optimizers.LossScaleOptimizer(g_opt)
+            gan.compile(d_opt, g_opt, label_smoothing=config.label_smoothing)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+    if start > 0:
+        checkpoint.restore(run_dir, gan.state_variables())
+        elapsed = cb.trim_losses(run_dir / LOSSES, start)
+        echo(f"Resuming {run_dir} at iteration {start + 1} of {config.iterations}")
+    else:
+        (run_dir / LOSSES).unlink(missing_ok=True)
+        checkpoint.save(run_dir, gan.state_variables(), 0)  # a kill before the first checkpoint can resume
+        elapsed = 0.0
+        echo(f"Training {config.iterations} iterations on {data.name} ({len(data)} images) -> {run_dir}")
+
+    fixed_noise = np.random.default_rng([config.seed, 2**31]).standard_normal((25, config.latent_dim)).astype(np.float32)
+    tb = cb.TensorBoardWriter(run_dir / "tb") if config.tensorboard else None
+    callbacks = [cb.LossLog(run_dir / LOSSES, start, elapsed),
+                 cb.SampleGrids(run_dir, fixed_noise, config.sample_every, start, tb)]
+    if config.eval_every:
+        from .monitor import QualityMonitor
+
+        callbacks.append(QualityMonitor(run_dir, config.eval_every, config.eval_samples, config.seed, start, tb, echo))
+    if tb is not None:
+        callbacks.append(cb.TensorBoardScalars(tb, start))
+    callbacks.append(cb.Checkpoints(run_dir, config.checkpoint_every, start))
+    if not config.quiet:
+        callbacks.append(cb.ProgressBar(start, config.iterations))
+
+    dataset = make_dataset(data.images, config.batch_size, config.d_steps, config.seed, start)
+    gan.fit(dataset, epochs=1, steps_per_epoch=config.iterations - start, callbacks=callbacks, verbose=0, shuffle=False)
+    if tb is not None:
+        tb.close()
+
+    _save_model(generator, run_dir / "generator.keras", config.mixed_precision, lambda: build_generator(config.latent_dim))
+    _save_model(discriminator, run_dir / "discriminator.keras", config.mixed_precision, build_discriminator)
+    cb.plot_losses(run_dir / LOSSES, run_dir / "losses.png")
+    echo(f"Done: {run_dir}/generator.keras (export it with: dcgan export {run_dir} --out generator.onnx)")
+    return run_dir
+
+
+def _save_model(model, path: Path, mixed_precision: bool, rebuild: Callable) -> None:
+    """Saved in float32 whatever the training precision, so export and inference stay exact."""
+    if mixed_precision:
+        clone = rebuild()  # built under the float32 policy, which train() has restored
+        clone.set_weights(model.get_weights())
+        model = clone
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(tmp)
+
+
+def _strategy(config: TrainConfig, tf):
+    if config.strategy == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        strategy = tf.distribute.MirroredStrategy(devices)
+        if config.batch_size % strategy.num_replicas_in_sync:
+            raise DcganError(f"--batch-size {config.batch_size} must be divisible by the "
+                             f"{strategy.num_replicas_in_sync} replicas of --strategy mirrored")
+        return strategy
+    return tf.distribute.get_strategy()
+
+
+def _device_line(config: TrainConfig, tf, strategy) -> str:
+    gpus = tf.config.list_physical_devices("GPU")
+    where = f"GPU ({', '.join(g.name for g in gpus)})" if gpus else "CPU (TensorFlow sees no GPU)"
+    extra = []
+    if config.strategy == "mirrored":
+        extra.append(f"MirroredStrategy over {strategy.num_replicas_in_sync} devices")
+    if config.mixed_precision:
+        extra.append("mixed_float16")
+    return f"Training on {where}" + (f", {', '.join(extra)}" if extra else "")

@@ -69,6 +69,26 @@ def train(ctx: click.Context, resume: str | None, force: bool, **options) -> Non
 # --- export (dcgan_export/export.py, TensorFlow + tf2onnx) --------------------------------------
 
 
+@cli.command("export")
+@click.argument("src", type=click.Path())
+@click.option("--out", type=click.Path(), required=True, help="ONNX file to write (e.g. models/generator.onnx).")
+@click.option("--optimize/--no-optimize", default=True, show_default=True,
+              help="Fold BatchNorm and turn upsample+conv into sub-pixel convolutions; "
+                   "--no-optimize exports the Keras graph as it is.")
+@click.option("--atol", type=float, default=1e-4, show_default=True,
+              help="Parity gate: largest allowed |ONNX - Keras| on any pixel.")
+def export_command(src: str, out: str, optimize: bool, atol: float) -> None:
+    """Export a trained generator (run directory or .keras file) to ONNX.
+
+    The ONNX model is checked against the Keras generator in onnxruntime (1,026 noise vectors,
+    batch sizes 1 and 257) before it is written; on a mismatch nothing is written and the exit
+    code is 1.
+    """
+    from .export import export_generator
+
+    export_generator(src, out, optimize=optimize, atol=atol, echo=click.echo)
+
+
 # --- sample (dcgan_export/runtime.py, onnxruntime only) -----------------------------------------
 
 

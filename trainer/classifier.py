@@ -83,14 +83,17 @@ def train_classifier(out_path: str | os.PathLike, epochs: int = 18, seed: int = 
     The returned ``accuracy`` is measured with onnxruntime on the exported graph, on the 1,000
     held-out digits, so it describes exactly the file that ships.
     """
-    import keras
-    import numpy as np
-
-    from dcgan_export import datasets
     from dcgan_export.errors import DcganError
 
     if epochs < 1:
         raise DcganError(f"epochs must be >= 1, got {epochs}")
+    if batch_size < 1:
+        raise DcganError(f"batch_size must be >= 1, got {batch_size}")
+    import keras
+    import numpy as np
+
+    from dcgan_export import datasets
+
     train = datasets.load(DATA, "train")
     heldout = datasets.load(DATA, "heldout")
     x_train, y_train = to_unit_range(train.images), train.labels.astype(np.int64)
@@ -175,6 +178,8 @@ def export_onnx(model):
         for node in proto.graph.node:
             node.input[:] = [INPUT_NAME if i == old else i for i in node.input]
         graph_input.name = INPUT_NAME
+    for value in [graph_input, *proto.graph.output]:  # tf2onnx names the batch dimension unk__N
+        value.type.tensor_type.shape.dim[0].dim_param = "N"
     return proto
 
 

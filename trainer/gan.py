@@ -27,6 +27,9 @@ class DCGAN(keras.Model):
         self.latent_dim = latent_dim
         self.d_steps = d_steps
         self.noise_seed = keras.random.SeedGenerator(seed)
+        # Both networks arrive built; without this, fit() under a distribution strategy would
+        # trace call() on a batch of images to build the model.
+        self.built = True
 
     def compile(self, d_optimizer: keras.optimizers.Optimizer, g_optimizer: keras.optimizers.Optimizer,
                 label_smoothing: float = 0.0, **kwargs):

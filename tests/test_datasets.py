@@ -1,0 +1,87 @@
+"""The data loaders: embedded digits, IDX directories, .npz files, and their one-line errors."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+
+import numpy as np
+import pytest
+
+from dcgan_export import datasets
+from dcgan_export.errors import DcganError
+
+
+def write_idx(path, images, magic=2051, truncate=0, compress=False):
+    header = struct.pack(">IIII", magic, len(images), 28, 28)
+    data = (header + images.tobytes())[: len(header) + images.size - truncate]
+    path.write_bytes(gzip.compress(data) if compress else data)
+    return path
+
+
+def test_embedded_split_is_7000_train_1000_heldout_with_labels():
+    train, heldout = datasets.load("mnist-8k"), datasets.load("mnist-8k", split="heldout")
+    assert train.images.shape == (7000, 28, 28) and heldout.images.shape == (1000, 28, 28)
+    assert train.images.dtype == np.uint8 and train.labels is not None
+    assert set(np.unique(heldout.labels)) == set(range(10))
+    raw = (datasets.embedded_dir() / "train-images-idx3-ubyte.gz").read_bytes()
+    assert train.sha256 == hashlib.sha256(raw).hexdigest() == \
+        "c7480abb2a021b36a448f21c3504154cac4b3a924ef8e22eace132a36148ebba"
+    assert (datasets.embedded_dir() / "README.md").read_text().count("CC BY-SA 3.0") >= 1
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_directory_plain_or_gzipped(tmp_path, compress):
+    images = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    name = "train-images-idx3-ubyte" + (".gz" if compress else "")
+    write_idx(tmp_path / name, images, compress=compress)
+    ds = datasets.load(str(tmp_path))
+    np.testing.assert_array_equal(ds.images, images)
+    assert ds.labels is None
+
+
+def test_npz_with_x_train(tmp_path):
+    images = np.random.default_rng(1).integers(0, 256, (4, 28, 28), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", x_train=images, y_train=np.arange(4))
+    ds = datasets.load(str(tmp_path / "d.npz"))
+    np.testing.assert_array_equal(ds.images, images)
+    np.savez(tmp_path / "bad.npz", images=images)
+    with pytest.raises(DcganError, match="no x_train"):
+        datasets.load(str(tmp_path / "bad.npz"))
+
+
+@pytest.mark.parametrize("magic,truncate,message", [(2049, 0, "wrong IDX magic number 2049"),
+                                                    (2051, 100, "truncated IDX file")])
+def test_bad_idx_files(tmp_path, magic, truncate, message):
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((3, 28, 28), np.uint8), magic, truncate)
+    with pytest.raises(DcganError, match=message):
+        datasets.load(str(tmp_path))
+
+
+def test_unknown_name_and_missing_path():
+    with pytest.raises(DcganError, match="unknown data set 'cifar'.*mnist-8k"):
+        datasets.load("cifar")
+    with pytest.raises(DcganError, match="data path not found"):
+        datasets.load("/nonexistent/dir")
+
+
+def test_fashion_mnist_absent_names_the_apt_command(monkeypatch, tmp_path):
+    monkeypatch.setattr(datasets, "FASHION_DIR", tmp_path / "none")
+    with pytest.raises(DcganError, match="apt-get install -y dataset-fashion-mnist"):
+        datasets.load("fashion-mnist")
+
+
+def test_full_mnist_offline_names_the_cache_path(monkeypatch, tmp_path):
+    monkeypatch.setattr(datasets, "MNIST_CACHE", tmp_path / "mnist.npz")
+
+    class NoNetwork:
+        class datasets:
+            class mnist:
+                @staticmethod
+                def load_data():
+                    raise OSError("URL fetch failure")
+
+    monkeypatch.setitem(__import__("sys").modules, "keras", NoNetwork)
+    with pytest.raises(DcganError, match=r"mnist\.npz is missing.*--data mnist-8k"):
+        datasets.load("mnist")

@@ -1,0 +1,229 @@
+"""The trainer: networks, the variable-isolation property, the run directory, resume and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT, run_dcgan
+from dcgan_export.cli import main
+
+FAST = ["--batch-size", "8", "--sample-every", "5", "--quiet"]
+
+
+def dcgan(*args, capsys):
+    """Run the CLI in this process; return (exit code, stderr)."""
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+def loss_rows(run_dir):
+    with open(run_dir / "losses.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_networks_match_the_recipe():
+    from trainer.models import build_discriminator, build_generator
+
+    g, d = build_generator(), build_discriminator()
+    assert g.count_params() == 865_281
+    assert sum(int(np.prod(w.shape)) for w in g.trainable_weights) == 852_609
+    assert sum(int(np.prod(w.shape)) for w in g.non_trainable_weights) == 12_672
+    assert d.count_params() == 212_865
+    assert tuple(g.output_shape) == (None, 28, 28, 1) and tuple(d.output_shape) == (None, 1)
+
+
+def test_each_update_changes_only_its_own_network():
+    import keras
+    import tensorflow as tf
+
+    from trainer.gan import DCGAN
+    from trainer.models import build_discriminator, build_generator
+
+    keras.utils.set_random_seed(0)
+    gan = DCGAN(build_generator(), build_discriminator(), seed=0)
+    gan.compile(keras.optimizers.Adam(1e-3, beta_1=0.5), keras.optimizers.Adam(1e-3, beta_1=0.5))
+    real = tf.random.uniform((8, 28, 28, 1), -1, 1)
+
+    def snapshot(model):
+        return [w.numpy().copy() for w in model.weights]
+
+    g0, d0 = snapshot(gan.generator), snapshot(gan.discriminator)
+    gan.discriminator_step(real)
+    g1, d1 = snapshot(gan.generator), snapshot(gan.discriminator)
+    assert all(np.array_equal(a, b) for a, b in zip(g0, g1)), "a D update changed G (BatchNorm statistics included)"
+    assert any(not np.array_equal(a, b) for a, b in zip(d0, d1)), "the D update did not change D"
+
+    gan.generator_step(8)
+    g2, d2 = snapshot(gan.generator), snapshot(gan.discriminator)
+    assert all(np.array_equal(a, b) for a, b in zip(d1, d2)), "a G update changed D"
+    changed = [not np.array_equal(a, b) for a, b in zip(g1, g2)]
+    assert all(changed[i] for i, w in enumerate(gan.generator.weights) if w.trainable), "some G weight did not move"
+
+
+def test_train_writes_the_run_directory(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _ = dcgan("train", "--iterations", "12", *FAST, "--checkpoint-every", "5", "--tensorboard",
+                    "--out", str(out), capsys=capsys)
+    assert code == 0
+    rows = loss_rows(out)
+    assert [int(r["iteration"]) for r in rows] == list(range(1, 13))
+    assert set(rows[0]) == {"iteration", "d_loss_real", "d_loss_fake", "g_loss", "d_real", "d_fake", "elapsed_s"}
+    assert all(0 < float(r["d_real"]) < 1 and np.isfinite(float(r["g_loss"])) for r in rows)
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["iter_000005.png", "iter_000010.png"]
+    assert Image.open(out / "samples" / "iter_000005.png").size == (5 * 30 + 2, 5 * 30 + 2)
+    assert Image.open(out / "progress.gif").n_frames == 2
+    for name in ("losses.png", "generator.keras", "discriminator.keras", "checkpoint.npz"):
+        assert (out / name).stat().st_size > 0, name
+    assert any((out / "tb").rglob("events.out.tfevents.*"))
+    config = json.loads((out / "config.json").read_text())
+    assert config["options"]["iterations"] == 12 and config["options"]["batch_size"] == 8
+    assert config["data"]["sha256"] == "c7480abb2a021b36a448f21c3504154cac4b3a924ef8e22eace132a36148ebba"
+    assert config["versions"]["keras"].startswith("3.")
+    assert json.loads((out / "state.json").read_text()) == {"iteration": 12, "finished": True}
+    # the fixed-noise grids really come from the generator: two different checkpoints differ
+    a, b = (np.asarray(Image.open(out / "samples" / n)) for n in ("iter_000005.png", "iter_000010.png"))
+    assert not np.array_equal(a, b)
+
+
+def test_same_seed_same_losses_and_resume_is_exact(tmp_path, capsys):
+    straight, again, resumed = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for out in (straight, again):
+        assert dcgan("train", "--iterations", "30", *FAST, "--seed", "3", "--out", str(out), capsys=capsys)[0] == 0
+    assert dcgan("train", "--iterations", "18", *FAST, "--seed", "3", "--checkpoint-every", "6",
+                 "--out", str(resumed), capsys=capsys)[0] == 0
+    assert dcgan("train", "--resume", str(resumed), "--iterations", "30", "--quiet", capsys=capsys)[0] == 0
+
+    def values(run):
+        return [[r[k] for k in r if k != "elapsed_s"] for r in loss_rows(run)]
+
+    assert values(straight) == values(again)  # determinism: all 30 rows identical
+    assert values(resumed) == values(straight)  # resume continues exactly where it stopped
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_leaves_consecutive_rows(tmp_path):
+    out = tmp_path / "run"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([sys.executable, "-m", "dcgan_export.cli", "train", "--iterations", "400",
+                             "--batch-size", "8", "--checkpoint-every", "7", "--sample-every", "5",
+                             "--quiet", "--out", str(out)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (out / "losses.csv").exists() and len((out / "losses.csv").read_text().splitlines()) > 40:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    leftovers = [p.name for p in out.rglob(".*.tmp")]
+    saved = json.loads((out / "state.json").read_text())["iteration"]
+    assert saved > 0 and saved % 7 == 0
+    result = run_dcgan("train", "--resume", str(out), "--iterations", "60", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert f"at iteration {saved + 1}" in result.stdout
+    assert [int(r["iteration"]) for r in loss_rows(out)] == list(range(1, 61))
+    assert not [p for p in out.rglob(".*.tmp") if p.name not in leftovers]
+
+
+def test_mixed_precision_trains_and_saves_float32(tmp_path, capsys):
+    out = tmp_path / "mp"
+    code, _ = dcgan("train", "--iterations", "3", *FAST, "--mixed-precision", "--out", str(out), capsys=capsys)
+    assert code == 0
+    import keras
+
+    g = keras.models.load_model(out / "generator.keras")
+    assert all(w.dtype == "float32" for w in g.weights)
+    assert all(np.isfinite(float(r["g_loss"])) for r in loss_rows(out))
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored for whatever runs next
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    script = textwrap.dedent(f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from trainer.train import TrainConfig, train
+        train(TrainConfig(out={str(tmp_path / 'm')!r}, iterations=4, batch_size=8, strategy="mirrored", quiet=True))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MirroredStrategy over 2 devices" in result.stdout
+    assert [int(r["iteration"]) for r in loss_rows(tmp_path / "m")] == [1, 2, 3, 4]
+
+
+# --- bad input: one line, exit 2, nothing on disk lost ----------------------------------------
+
+def _idx_dir(tmp_path, magic=2051, truncate=0):
+    import struct
+
+    d = tmp_path / "idx"
+    d.mkdir()
+    data = struct.pack(">IIII", magic, 10, 28, 28) + bytes(10 * 784 - truncate)
+    (d / "train-images-idx3-ubyte").write_bytes(data)
+    return str(d)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--data", "cifar10"], "unknown data set 'cifar10'"),
+    (["--data", "/no/such/dir"], "data path not found"),
+    (["--data", "IDX_BAD_MAGIC"], "wrong IDX magic number"),
+    (["--data", "IDX_TRUNCATED"], "truncated IDX file"),
+    (["--batch-size", "8000"], "larger than the data set"),
+    (["--iterations", "0"], "--iterations must be > 0"),
+    (["--iterations", "-5"], "--iterations must be > 0"),
+    (["--out", "A_FILE/run"], "cannot write to --out"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+    (tmp_path / "a_file").write_text("keep me")
+    substitutions = {"IDX_BAD_MAGIC": lambda: _idx_dir(tmp_path, magic=2049),
+                     "IDX_TRUNCATED": lambda: _idx_dir(tmp_path, truncate=50),
+                     "A_FILE/run": lambda: str(tmp_path / "a_file" / "run")}
+    args = [substitutions[a]() if a in substitutions else a for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "out")]
+    code, err = dcgan("train", *args, "--quiet", capsys=capsys)
+    assert code == 2
+    assert err.startswith("Error: ") and message in err and err.count("\n") == 1
+    assert (tmp_path / "a_file").read_text() == "keep me"
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_run_is_refused_without_force_and_kept(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "losses.csv").write_text("precious\n")
+    (out / "notes.txt").write_text("mine\n")
+    code, err = dcgan("train", "--out", str(out), capsys=capsys)
+    assert code == 2 and "already exists" in err and "--force" in err and err.count("\n") == 1
+    assert (out / "losses.csv").read_text() == "precious\n"
+    code, _ = dcgan("train", "--out", str(out), "--iterations", "2", *FAST, "--force", capsys=capsys)
+    assert code == 0 and (out / "notes.txt").read_text() == "mine\n"  # --force clears only run artifacts
+    assert len(loss_rows(out)) == 2
+
+
+def test_resume_needs_a_checkpoint_and_keeps_settings(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, err = dcgan("train", "--resume", str(empty), capsys=capsys)
+    assert code == 2 and "has no checkpoint.npz" in err and err.count("\n") == 1
+    code, err = dcgan("train", "--resume", str(tmp_path / "missing"), capsys=capsys)
+    assert code == 2 and "no such directory" in err
+    code, err = dcgan("train", "--resume", str(empty), "--batch-size", "4", capsys=capsys)
+    assert code == 2 and "cannot change --batch-size" in err

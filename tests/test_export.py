@@ -1,0 +1,262 @@
+"""dcgan export: optimised ONNX that matches Keras, a parity gate that refuses, one-line errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from dcgan_export import DcganError, Sampler  # noqa: E402
+from dcgan_export.runtime import to_pixels  # noqa: E402
+
+from conftest import ROOT, run_dcgan  # noqa: E402
+
+keras = pytest.importorskip("keras")
+onnx = pytest.importorskip("onnx")
+export = pytest.importorskip("dcgan_export.export")
+
+
+def save_random_generator(path: Path, seed: int = 0) -> Path:
+    """The recipe generator with random weights and random (non-identity) BatchNorm statistics."""
+    from trainer.models import build_generator
+
+    keras.utils.set_random_seed(seed)
+    model = build_generator()
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.moving_mean.shape[0]
+            layer.gamma.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
+            layer.beta.assign(rng.normal(0, 0.2, c).astype(np.float32))
+            layer.moving_mean.assign(rng.normal(0, 0.3, c).astype(np.float32))
+            layer.moving_variance.assign(rng.uniform(0.3, 2.0, c).astype(np.float32))
+        elif getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.normal(0, 0.05, layer.bias.shape).astype(np.float32))
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def generator_keras(tmp_path_factory) -> Path:
+    return save_random_generator(tmp_path_factory.mktemp("gen") / "generator.keras")
+
+
+@pytest.fixture(scope="module")
+def run_dir(generator_keras, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("run")
+    (run / "generator.keras").write_bytes(generator_keras.read_bytes())
+    (run / "config.json").write_text(json.dumps({"data": {"name": "mnist-8k", "sha256": "ab" * 32}, "seed": 0}))
+    (run / "state.json").write_text(json.dumps({"iteration": 1234, "epoch": 3}))
+    return run
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out") / "generator.onnx"
+    lines = []
+    report = export.export_generator(run_dir, out, echo=lines.append)
+    return out, report, "\n".join(lines)
+
+
+def test_optimised_export_matches_keras_and_records_everything(exported, run_dir):
+    out, report, printed = exported
+    assert report["passed"] and report["max_abs_diff"] <= 1e-4
+    assert report["vectors"] >= 1026 and report["batch_sizes"] == [1, 257]
+    assert report["pixels_output_mismatches"] == 0
+    assert round(report["flops_before"] / 1e6, 1) == 84.0
+    assert report["flops_after"] < 0.45 * report["flops_before"]
+    for words in ("max |diff|", "mean |diff|", "uint8 pixels", "FLOPs/image", "file size", "time"):
+        assert words in printed
+    model = onnx.load(out)
+    onnx.checker.check_model(model, full_check=True)
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["latent_dim"] == "100"
+    assert props["dataset"] == "mnist-8k" and props["dataset_sha256"] == "ab" * 32
+    assert props["training_iterations"] == "1234"
+    assert props["source_sha256"] == hashlib.sha256((run_dir / "generator.keras").read_bytes()).hexdigest()
+    assert props["optimized"] == "true"
+    assert props["dcgan_version"] == "0.1.0"
+    assert float(props["parity_max_abs_diff"]) == pytest.approx(report["max_abs_diff"], rel=1e-3)
+    assert "images" in props and "pixels" in props and props["outputs"] == "images,pixels"
+
+
+def test_optimised_graph_is_subpixel_convolutions_without_upsampling_chains(exported):
+    ops = [node.op_type for node in onnx.load(exported[0]).graph.node]
+    assert ops.count("DepthToSpace") == 1
+    assert ops.count("Conv") == 2
+    assert not {"Resize", "Tile", "Upsample", "BatchNormalization"} & set(ops)
+    assert "Transpose" not in ops  # the dense layer emits NCHW; tf2onnx's transposes all cancel
+
+
+def test_exported_model_samples_like_keras_at_any_batch_size(exported, generator_keras):
+    sampler = Sampler(exported[0])
+    assert sampler.latent_dim == 100 and sampler.image_shape == (28, 28, 1)
+    z = np.random.default_rng(7).standard_normal((5, 100)).astype(np.float32)
+    reference = keras.models.load_model(generator_keras)(z, training=False).numpy()
+    images = sampler.generate(z)
+    assert images.shape == (5, 28, 28, 1) and images.dtype == np.float32
+    np.testing.assert_allclose(images, reference, atol=1e-4, rtol=0)
+    assert np.abs(images).max() <= 1.0
+    pixels = sampler.generate_pixels(z)
+    assert pixels.dtype == np.uint8 and pixels.shape == (5, 28, 28)
+    np.testing.assert_array_equal(pixels, to_pixels(images))
+
+
+def test_build_inference_function_runs_eagerly_and_matches_keras(generator_keras):
+    model = keras.models.load_model(generator_keras)
+    z = np.random.default_rng(1).standard_normal((3, 100)).astype(np.float32)
+    reference = model(z, training=False).numpy()
+    for optimize in (True, False):
+        fn = export.build_inference_function(model, optimize=optimize)
+        result = fn(z)
+        np.testing.assert_allclose(result["images"].numpy(), reference, atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(result["pixels"].numpy(), to_pixels(result["images"].numpy()))
+        assert fn.optimized is optimize and fn.latent_dim == 100
+
+
+def test_no_optimize_exports_the_keras_graph_from_a_plain_keras_file(generator_keras, tmp_path):
+    out = tmp_path / "plain.onnx"
+    report = export.export_generator(generator_keras, out, optimize=False, echo=lambda s: None)
+    assert report["passed"] and report["flops_after"] == report["flops_before"]
+    model = onnx.load(out)
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["optimized"] == "false"
+    assert props["dataset"] == props["training_iterations"] == "unknown"  # no run directory
+    assert "DepthToSpace" not in {node.op_type for node in model.graph.node}
+
+
+def test_parity_gate_refuses_and_leaves_existing_file_untouched(generator_keras, tmp_path):
+    out = tmp_path / "generator.onnx"
+    out.write_bytes(b"the model we already had")
+    lines = []
+    with pytest.raises(DcganError) as info:
+        export.export_generator(generator_keras, out, atol=0.0, echo=lines.append)
+    assert info.value.exit_code == 1
+    assert "parity gate failed" in str(info.value) and "\n" not in str(info.value)
+    assert "FAILED, nothing written" in "\n".join(lines) and "max |diff|" in "\n".join(lines)
+    assert out.read_bytes() == b"the model we already had"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["generator.onnx"]  # no temp file left
+
+
+def test_a_failed_write_keeps_the_existing_file(generator_keras, tmp_path, monkeypatch):
+    out = tmp_path / "generator.onnx"
+    out.write_bytes(b"old")
+
+    def refuse(path, data):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(export, "atomic_write_bytes", refuse)
+    with pytest.raises(DcganError, match="cannot write"):
+        export.export_generator(generator_keras, out, echo=lambda s: None)
+    assert out.read_bytes() == b"old"
+
+
+# --- bad input -------------------------------------------------------------------------------------
+
+
+def test_missing_source(tmp_path):
+    with pytest.raises(DcganError, match="no such file"):
+        export.export_generator(tmp_path / "nope", tmp_path / "g.onnx")
+
+
+def test_run_directory_without_generator(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(DcganError, match="no generator.keras"):
+        export.export_generator(tmp_path, tmp_path / "g.onnx")
+
+
+def test_junk_bytes_are_not_a_keras_model(tmp_path):
+    junk = tmp_path / "generator.keras"
+    junk.write_bytes(os.urandom(2048))
+    with pytest.raises(DcganError, match="not a loadable Keras model") as info:
+        export.export_generator(junk, tmp_path / "g.onnx")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "g.onnx").exists()
+
+
+def test_a_discriminator_is_not_a_generator(tmp_path):
+    from trainer.models import build_discriminator
+
+    path = tmp_path / "discriminator.keras"
+    build_discriminator().save(path)
+    with pytest.raises(DcganError, match=r"not a generator.*\[N, 28, 28, 1\] -> output \[N, 1\]"):
+        export.export_generator(path, tmp_path / "g.onnx")
+
+
+def test_a_model_with_the_wrong_image_shape_is_not_a_generator(tmp_path):
+    path = tmp_path / "small.keras"
+    keras.Sequential([keras.Input((100,)), keras.layers.Dense(196), keras.layers.Reshape((14, 14, 1))]).save(path)
+    with pytest.raises(DcganError, match=r"not a generator.*output \[N, 14, 14, 1\]"):
+        export.export_generator(path, tmp_path / "g.onnx")
+
+
+def test_output_directory_must_exist_and_be_a_directory(generator_keras, tmp_path):
+    with pytest.raises(DcganError, match="does not exist"):
+        export.export_generator(generator_keras, tmp_path / "missing" / "g.onnx")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DcganError, match="not a directory"):
+        export.export_generator(generator_keras, tmp_path / "file" / "g.onnx")
+    with pytest.raises(DcganError, match="is a directory"):
+        export.export_generator(generator_keras, tmp_path)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write anywhere")
+def test_output_directory_must_be_writable(generator_keras, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        with pytest.raises(DcganError, match="not writable"):
+            export.export_generator(generator_keras, locked / "g.onnx")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_unknown_layers_are_refused_by_the_optimiser_only():
+    model = keras.Sequential([keras.Input((100,)), keras.layers.Dense(7 * 7 * 4), keras.layers.Reshape((7, 7, 4)),
+                              keras.layers.Conv2DTranspose(1, 4, strides=4, padding="same")])
+    with pytest.raises(DcganError, match="cannot optimise layer.*--no-optimize"):
+        export.build_inference_function(model, optimize=True)
+    assert export.build_inference_function(model, optimize=False).optimized is False
+
+
+# --- the real CLI ------------------------------------------------------------------------------------
+
+
+def test_cli_imports_export_code_lazily():
+    code = ("import sys, dcgan_export.cli; "
+            "print(sorted(m for m in ('dcgan_export.export', 'tensorflow', 'keras', 'tf2onnx', 'onnx') "
+            "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_cli_bad_input_is_one_line_and_non_zero(tmp_path):
+    result = run_dcgan("export", str(tmp_path / "nope"), "--out", str(tmp_path / "g.onnx"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"Error: {tmp_path / 'nope'}: no such file or directory"]
+    result = run_dcgan("export", str(tmp_path), "--out", str(tmp_path / "no" / "g.onnx"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_cli_export_writes_and_refuses(run_dir, tmp_path):
+    out = tmp_path / "generator.onnx"
+    result = run_dcgan("export", str(run_dir), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "PASSED" in result.stdout and out.is_file()
+    written = out.read_bytes()
+    result = run_dcgan("export", str(run_dir), "--out", str(out), "--atol", "0")
+    assert result.returncode == 1
+    assert "FAILED, nothing written" in result.stdout
+    assert [line for line in result.stderr.splitlines() if line.startswith("Error:")] == \
+        [f"Error: parity gate failed (max |diff| {result.stdout.split('max |diff|:')[1].split()[0]} > atol 0); "
+         f"nothing written to {out}"]
+    assert out.read_bytes() == written

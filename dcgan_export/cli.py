@@ -92,7 +92,53 @@ def export_command(src: str, out: str, optimize: bool, atol: float) -> None:
 # --- sample (dcgan_export/runtime.py, onnxruntime only) -----------------------------------------
 
 
+@cli.command()
+@click.option("--n", "n", type=int, default=None, help="Number of images [default: 25, or the rows of --noise].")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Output file: a grid .png, or .npy (uint8 [n, 28, 28]).")
+@click.option("--out-dir", type=click.Path(file_okay=False), default=None, help="Write one PNG per image here instead.")
+@click.option("--model", type=click.Path(dir_okay=False), default=None, help="ONNX generator [default: the shipped one].")
+@click.option("--seed", type=int, default=None, help="Image i is made from default_rng([seed, i]) [default: random].")
+@click.option("--noise", type=click.Path(dir_okay=False), default=None, help="A .npy of noise vectors [n, latent] to use.")
+@click.option("--nrow", type=int, default=None, help="Images per grid row [default: a square-ish grid].")
+@click.option("--format", "fmt", type=click.Choice(["png", "npy"]), default=None,
+              help="png grid or npy array [default: from --out's suffix, else png].")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--threads", type=int, default=None, help="onnxruntime threads [default: physical cores].")
+def sample(n, out, out_dir, model, seed, noise, nrow, fmt, batch_size, threads) -> None:
+    """Sample images from an ONNX generator (no TensorFlow): a grid PNG, a .npy, or one PNG each."""
+    from .sampling import SampleRequest, run_sample
+
+    click.echo(run_sample(SampleRequest(n=n, out=out, out_dir=out_dir, model=model, seed=seed, noise=noise,
+                                        nrow=nrow, fmt=fmt, batch_size=batch_size, threads=threads)))
+
+
 # --- eval (dcgan_export/evaluate.py, onnxruntime only) ------------------------------------------
+
+
+@cli.command("eval")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--n", "n", type=int, default=10000, show_default=True, help="Images to generate and score.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Noise seed (image i uses default_rng([seed, i])).")
+@click.option("--classifier", type=click.Path(dir_okay=False), default=None,
+              help="Digit classifier ONNX [default: the shipped models/mnist_classifier.onnx].")
+@click.option("--batch-size", type=int, default=500, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def eval_command(model: str, n: int, seed: int, classifier: str | None, batch_size: int, as_json: bool) -> None:
+    """Score MODEL's samples in a digit classifier's feature space: FID against held-out digits,
+    class balance, confidence, classifier score. Warns on stderr when classes collapse."""
+    import json
+
+    from .evaluate import evaluate_generator, format_report
+
+    if n < 1:
+        raise DcganError(f"--n must be >= 1, got {n}")
+    if batch_size < 1:
+        raise DcganError(f"--batch-size must be >= 1, got {batch_size}")
+    report = evaluate_generator(model, n=n, seed=seed, classifier_path=classifier, batch_size=batch_size)
+    click.echo(json.dumps(report) if as_json else format_report(report))
+    for warning in report["warnings"]:
+        click.echo(f"WARNING: {warning}", err=True)
 
 
 # --- serve (dcgan_export/serve.py, onnxruntime + starlette) -------------------------------------

@@ -1,8 +1,11 @@
 """The one exception type the CLI turns into a one-line message instead of a traceback."""
 
 
-class DcganError(Exception):
+class DcganError(ValueError):
     """Bad input or an unusable environment, explained in one line for the user.
+
+    A ValueError, so programs embedding the runtime catch bad noise or a bad model file the
+    usual way.
 
     ``exit_code`` is what the CLI exits with: 2 for bad input (click's convention for usage
     errors), 1 for a check that ran and failed (the export parity gate).

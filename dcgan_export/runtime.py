@@ -182,7 +182,7 @@ class Sampler:
 def resolve_seed(seed: int | None) -> int:
     """A fixed seed as given; ``None`` draws a fresh one from the OS."""
     if seed is None:
-        return int(np.random.SeedSequence().entropy % (2**63))
+        return int(np.random.SeedSequence().entropy % (2**31))
     if int(seed) < 0:
         raise DcganError(f"seed must be >= 0, got {seed}")
     return int(seed)

@@ -1,0 +1,148 @@
+"""``dcgan sample``: validate the request, then stream images from a Sampler to disk.
+
+Every check that can fail on user input runs before the model produces a single image, and
+every file is written through a temporary file, so a bad request leaves the disk as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_open
+from .errors import DcganError
+from .images import make_grid, png_bytes, write_png
+from .runtime import Sampler, resolve_seed
+
+MAX_SAMPLES = 10_000_000
+MAX_GRID = 65_536  # a 256 x 256 grid; past that, a grid is no longer a picture anyone looks at
+DEFAULT_N = 25
+
+
+@dataclasses.dataclass
+class SampleRequest:
+    n: int | None = None
+    out: str | None = None
+    out_dir: str | None = None
+    model: str | None = None
+    seed: int | None = None
+    noise: str | None = None
+    nrow: int | None = None
+    fmt: str | None = None
+    batch_size: int = 256
+    threads: int | None = None
+
+
+def run_sample(req: SampleRequest) -> str:
+    """Carry out the request; return the line to show the user."""
+    fmt = _check_destination(req)
+    noise = _load_noise(req.noise) if req.noise else None
+    n = _count(req, noise)
+    if req.nrow is not None and req.nrow < 1:
+        raise DcganError(f"--nrow must be >= 1, got {req.nrow}")
+    if req.batch_size < 1:
+        raise DcganError(f"--batch-size must be >= 1, got {req.batch_size}")
+    if fmt == "png" and not req.out_dir and n > MAX_GRID:
+        raise DcganError(f"a grid of {n} images is too large (at most {MAX_GRID}): use --format npy or --out-dir")
+
+    sampler = Sampler(req.model, threads=req.threads)
+    if noise is not None:
+        noise = sampler.check_noise(noise)
+        batches = (sampler.generate_pixels(noise[i:i + req.batch_size]) for i in range(0, n, req.batch_size))
+        source = f"noise from {req.noise}"
+    else:
+        seed = resolve_seed(req.seed)
+        batches = sampler.iter_batches(n, seed, req.batch_size, pixels=True)
+        source = f"seed {seed}"
+
+    if req.out_dir:
+        written = _write_pngs(Path(req.out_dir), batches, n)
+        return f"Wrote {written} PNGs to {req.out_dir} ({source})"
+    if fmt == "npy":
+        _write_npy_stream(Path(req.out), batches, n, sampler.image_shape[:2])
+        return f"Wrote {req.out}: uint8 [{n}, 28, 28] ({source})"
+    write_png(req.out, make_grid(np.concatenate(list(batches)), nrow=req.nrow, padding=2))
+    return f"Wrote {req.out}: a grid of {n} images ({source})"
+
+
+def _check_destination(req: SampleRequest) -> str:
+    if req.out and req.out_dir:
+        raise DcganError("give --out or --out-dir, not both")
+    if not req.out and not req.out_dir:
+        raise DcganError("say where to write: --out grid.png, --out images.npy or --out-dir DIR")
+    if req.out_dir:
+        if req.fmt == "npy":
+            raise DcganError("--out-dir writes PNGs; use --out FILE.npy for --format npy")
+        directory = Path(req.out_dir)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DcganError(f"cannot write to --out-dir {directory}: {exc.strerror or exc}") from None
+        _check_writable(directory, "--out-dir")
+        return "png"
+    out = Path(req.out)
+    fmt = req.fmt or ("npy" if out.suffix.lower() == ".npy" else "png")
+    if out.is_dir():
+        raise DcganError(f"--out {out} is a directory")
+    _check_writable(out.parent if str(out.parent) else Path("."), "--out")
+    return fmt
+
+
+def _check_writable(directory: Path, option: str) -> None:
+    if not directory.is_dir():
+        raise DcganError(f"cannot write {option}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise DcganError(f"cannot write {option}: directory {directory} is not writable")
+
+
+def _load_noise(path: str) -> np.ndarray:
+    if not Path(path).is_file():
+        raise DcganError(f"--noise {path}: no such file")
+    try:
+        noise = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise DcganError(f"--noise {path}: not a readable .npy file ({type(exc).__name__})") from None
+    if not isinstance(noise, np.ndarray) or not np.issubdtype(noise.dtype, np.floating):
+        raise DcganError(f"--noise {path}: expected a float array [n, latent], got dtype {getattr(noise, 'dtype', '?')}")
+    if noise.ndim != 2 or len(noise) == 0:
+        raise DcganError(f"--noise {path}: expected shape [n, latent] with n >= 1, got {noise.shape}")
+    if not np.isfinite(noise).all():
+        raise DcganError(f"--noise {path}: contains NaN or infinite values")
+    return noise
+
+
+def _count(req: SampleRequest, noise: np.ndarray | None) -> int:
+    if noise is not None:
+        if req.n is not None and req.n != len(noise):
+            raise DcganError(f"--n {req.n} disagrees with --noise, which holds {len(noise)} vectors")
+        if req.seed is not None:
+            raise DcganError("give --seed or --noise, not both")
+        return len(noise)
+    n = DEFAULT_N if req.n is None else req.n
+    if not 1 <= n <= MAX_SAMPLES:
+        raise DcganError(f"--n must be between 1 and {MAX_SAMPLES:,}, got {n}")
+    return n
+
+
+def _write_npy_stream(path: Path, batches, n: int, shape: tuple) -> None:
+    """An .npy of uint8 [n, h, w], written chunk by chunk: memory stays bounded for any n."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
+              "shape": (n, *shape)}
+    with atomic_open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        for chunk in batches:
+            f.write(np.ascontiguousarray(chunk, dtype=np.uint8).tobytes())
+
+
+def _write_pngs(directory: Path, batches, n: int) -> int:
+    width = max(6, len(str(n - 1)))
+    index = 0
+    for chunk in batches:
+        for image in chunk:
+            with atomic_open(directory / f"{index:0{width}d}.png", "wb") as f:
+                f.write(png_bytes(image))
+            index += 1
+    return index

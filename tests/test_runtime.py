@@ -1,0 +1,132 @@
+"""The TF-free runtime: Sampler's contract, per-image seeds, streaming, threads, bad models."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, make_tiny_generator
+from dcgan_export import DcganError, Sampler
+from dcgan_export.runtime import noise, to_pixels
+
+HEAVY = ("tensorflow", "keras", "tf2onnx", "onnx")
+
+
+@pytest.fixture(scope="module")
+def sampler(tiny_generator_onnx):
+    return Sampler(tiny_generator_onnx, threads=1)
+
+
+def test_generate_returns_images_in_range(sampler):
+    z = np.random.default_rng(0).standard_normal((7, 100))  # float64 on purpose: converted
+    images = sampler.generate(z)
+    assert images.shape == (7, 28, 28, 1) and images.dtype == np.float32
+    assert -1 <= images.min() and images.max() <= 1
+    pixels = sampler.generate_pixels(z)
+    assert pixels.shape == (7, 28, 28) and pixels.dtype == np.uint8
+    np.testing.assert_array_equal(pixels, to_pixels(images))
+
+
+@pytest.mark.parametrize("z,message", [
+    (np.zeros((3, 99)), r"shape \(n, 100\).*got \(3, 99\)"),
+    (np.zeros((100,)), r"got \(100,\)"),
+    (np.zeros((0, 100)), r"n >= 1"),
+    (np.full((2, 100), np.nan), "NaN"),
+    (np.full((2, 100), np.inf), "infinite"),
+    (np.array([["a"] * 100]), "numeric"),
+])
+def test_generate_rejects_bad_noise_with_a_clear_valueerror(sampler, z, message):
+    with pytest.raises(ValueError, match=message):
+        sampler.generate(z)
+
+
+def test_image_i_of_seed_s_is_independent_of_n_and_batch_size(sampler):
+    full = sampler.sample(50, seed=11, batch_size=256)
+    np.testing.assert_array_equal(sampler.sample(50, seed=11, batch_size=7), full)
+    np.testing.assert_array_equal(sampler.sample(5, seed=11), full[:5])
+    np.testing.assert_array_equal(sampler.generate(noise(11, 30, 20, 100)), full[30:])
+    # documented derivation: another program can rebuild the noise from (seed, i) alone
+    z17 = np.random.default_rng([11, 17]).standard_normal(100, dtype=np.float32)
+    np.testing.assert_array_equal(sampler.generate(z17[None])[0], full[17])
+    assert not np.array_equal(sampler.sample(5, seed=12), full[:5])
+
+
+def test_iter_batches_streams_bounded_chunks(sampler):
+    chunks = list(sampler.iter_batches(1000, seed=0, batch_size=128, pixels=True))
+    assert [len(c) for c in chunks] == [128] * 7 + [104]
+    assert all(c.dtype == np.uint8 for c in chunks)
+
+
+def test_concurrent_calls_match_sequential(tiny_generator_onnx):
+    shared = Sampler(tiny_generator_onnx)
+    expected = [shared.sample(64, seed=s, batch_size=16) for s in range(8)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda s: shared.sample(64, seed=s, batch_size=16), range(8)))
+    for a, b in zip(expected, got):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_model_without_pixels_output_still_gives_pixels(tmp_path):
+    s = Sampler(make_tiny_generator(tmp_path / "np.onnx", with_pixels=False))
+    z = s.noise(3, seed=1)
+    np.testing.assert_array_equal(s.generate_pixels(z), to_pixels(s.generate(z)))
+
+
+def test_missing_corrupt_and_non_generator_models(tmp_path):
+    with pytest.raises(DcganError, match="model not found"):
+        Sampler(tmp_path / "nope.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00not an onnx model" * 10)
+    with pytest.raises(DcganError, match="not a loadable ONNX model"):
+        Sampler(junk)
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["images"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 28, 28, 1])],
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 28, 28, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (tmp_path / "classifier_like.onnx").write_bytes(model.SerializeToString())
+    with pytest.raises(DcganError, match=r"not a generator: expected one input of shape \[N, latent\]"):
+        Sampler(tmp_path / "classifier_like.onnx")
+
+
+def test_runtime_and_sample_never_import_tensorflow(tiny_generator_onnx, tmp_path):
+    script = f"""
+import sys, json
+import dcgan_export, dcgan_export.runtime, dcgan_export.cli
+from dcgan_export.cli import main
+try:
+    main(["sample", "--n", "4", "--seed", "1", "--model", {str(tiny_generator_onnx)!r}, "--out", {str(tmp_path / 'g.png')!r}])
+except SystemExit as e:
+    assert not e.code, e.code
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})))
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    assert (tmp_path / "g.png").exists()
+
+
+@pytest.mark.slow
+def test_shipped_model_is_found_after_a_non_editable_install(tmp_path):
+    """pip install . (not editable) into a separate target, then run from another directory."""
+    if not (ROOT / "models" / "generator.onnx").exists():
+        pytest.skip("models/generator.onnx is not there yet")
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q",
+                    "--target", str(target), str(ROOT)], check=True, capture_output=True, timeout=300)
+    assert (target / "dcgan_export" / "shipped" / "generator.onnx").is_file()
+    assert (target / "dcgan_export" / "data" / "mnist-8k" / "train-images-idx3-ubyte.gz").is_file()
+    script = ("import dcgan_export, sys; from dcgan_export import Sampler; s = Sampler(); "
+              "assert str(s.model_path).startswith(sys.argv[1]), s.model_path; print(s.sample(2, seed=0).shape)")
+    result = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); " + script,
+                             str(target)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "(2, 28, 28, 1)" in result.stdout

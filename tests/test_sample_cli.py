@@ -1,0 +1,129 @@
+"""``dcgan sample``: outputs as promised, and every bad input a one-line error that loses nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT
+from dcgan_export import Sampler
+from dcgan_export.cli import main
+from dcgan_export.images import make_grid
+
+
+def dcgan(*args, capsys):
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def model(tiny_generator_onnx):
+    return str(tiny_generator_onnx)
+
+
+def test_grid_png_has_2px_padding_and_the_sampler_images(tmp_path, model, capsys):
+    out = tmp_path / "grid.png"
+    code, stdout, _ = dcgan("sample", "--n", "25", "--seed", "4", "--model", model, "--out", str(out), capsys=capsys)
+    assert code == 0 and "seed 4" in stdout
+    grid = np.asarray(Image.open(out))
+    assert grid.shape == (5 * 30 + 2, 5 * 30 + 2)
+    pixels = Sampler(model).sample_pixels(25, seed=4)
+    np.testing.assert_array_equal(grid[2:30, 32:60], pixels[1])  # row 0, column 1
+    np.testing.assert_array_equal(grid[:2], 0)
+    np.testing.assert_array_equal(grid, make_grid(pixels))
+    dcgan("sample", "--n", "25", "--seed", "4", "--model", model, "--nrow", "10", "--out", str(out), capsys=capsys)
+    assert np.asarray(Image.open(out)).shape == (3 * 30 + 2, 10 * 30 + 2)
+
+
+def test_npy_and_out_dir_and_noise_file(tmp_path, model, capsys):
+    expected = Sampler(model).sample_pixels(300, seed=9)
+    assert dcgan("sample", "--n", "300", "--seed", "9", "--batch-size", "64", "--model", model,
+                 "--out", str(tmp_path / "x.npy"), capsys=capsys)[0] == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), expected)
+    assert dcgan("sample", "--n", "3", "--seed", "9", "--model", model, "--out-dir", str(tmp_path / "each"),
+                 capsys=capsys)[0] == 0
+    files = sorted((tmp_path / "each").iterdir())
+    assert [f.name for f in files] == ["000000.png", "000001.png", "000002.png"]
+    np.testing.assert_array_equal(np.asarray(Image.open(files[2])), expected[2])
+    z = np.random.default_rng(3).standard_normal((6, 100)).astype(np.float32)
+    np.save(tmp_path / "z.npy", z)
+    assert dcgan("sample", "--noise", str(tmp_path / "z.npy"), "--model", model, "--format", "npy",
+                 "--out", str(tmp_path / "fromz.bin"), capsys=capsys)[0] == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "fromz.bin"), Sampler(model).generate_pixels(z))
+
+
+def _write(tmp_path, name, array):
+    np.save(tmp_path / name, array)
+    return str(tmp_path / name)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--n", "0"], "--n must be between 1 and 10,000,000, got 0"),
+    (["--n", "-3"], "--n must be between 1"),
+    (["--n", "10000001"], "got 10000001"),
+    (["--noise", "WRONG_SHAPE"], r"expected shape \[n, latent\]"),
+    (["--noise", "WRONG_LATENT"], r"shape \(n, 100\)"),
+    (["--noise", "WRONG_DTYPE"], "expected a float array"),
+    (["--noise", "NAN"], "NaN"),
+    (["--noise", "MISSING"], "no such file"),
+    (["--model", "MISSING_MODEL"], "model not found"),
+    (["--model", "CORRUPT_MODEL"], "not a loadable ONNX model"),
+    (["--out", "NO_DIR"], "does not exist"),
+])
+def test_bad_input_is_one_line_nonzero_and_keeps_existing_output(tmp_path, model, capsys, args, message):
+    out = tmp_path / "grid.png"
+    out.write_bytes(b"precious")
+    (tmp_path / "corrupt.onnx").write_bytes(b"garbage" * 50)
+    subst = {
+        "WRONG_SHAPE": lambda: _write(tmp_path, "a.npy", np.zeros((4, 10, 10), np.float32)),
+        "WRONG_LATENT": lambda: _write(tmp_path, "b.npy", np.zeros((4, 64), np.float32)),
+        "WRONG_DTYPE": lambda: _write(tmp_path, "c.npy", np.zeros((4, 100), np.int32)),
+        "NAN": lambda: _write(tmp_path, "d.npy", np.full((4, 100), np.nan, np.float32)),
+        "MISSING": lambda: str(tmp_path / "none.npy"),
+        "MISSING_MODEL": lambda: str(tmp_path / "none.onnx"),
+        "CORRUPT_MODEL": lambda: str(tmp_path / "corrupt.onnx"),
+        "NO_DIR": lambda: str(tmp_path / "no" / "such" / "grid.png"),
+    }
+    args = [subst[a]() if a in subst else a for a in args]
+    if "--model" not in args:
+        args += ["--model", model]
+    if "--out" not in args:
+        args += ["--out", str(out)]
+    code, _, err = dcgan("sample", *args, capsys=capsys)
+    assert code == 2
+    assert err.startswith("Error: ") and err.count("\n") == 1, err
+    assert __import__("re").search(message, err), err
+    assert out.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp files left
+
+
+@pytest.mark.slow
+def test_one_million_images_to_npy_in_bounded_memory(tmp_path, tiny_generator_onnx):
+    out = tmp_path / "million.npy"
+    script = f"""
+import resource, sys
+from dcgan_export.cli import main
+try:
+    main(["sample", "--n", "1000000", "--seed", "0", "--batch-size", "1024", "--model", {str(tiny_generator_onnx)!r},
+          "--out", {str(out)!r}])
+except SystemExit as e:
+    assert not e.code
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    peak_mib = int(result.stdout.strip().splitlines()[-1])
+    assert peak_mib < 250, f"peak RSS {peak_mib} MiB for a 748 MiB output"
+    arr = np.load(out, mmap_mode="r")
+    assert arr.shape == (1_000_000, 28, 28) and arr.dtype == np.uint8
+    sampler = Sampler(tiny_generator_onnx)
+    np.testing.assert_array_equal(arr[999_999], sampler.generate_pixels(sampler.noise(1, 0, start=999_999))[0])

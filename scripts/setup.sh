@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Sets up everything on a fresh machine: .venv with the pinned, known-good versions (training,
+# serving and test extras) and the Node.js example's packages. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[train,serve,test]'
+if command -v npm >/dev/null 2>&1; then
+  # --ignore-scripts: onnxruntime-node's CPU binaries ship in the package; its install script
+  # only fetches an optional CUDA provider from a host these machines cannot reach.
+  (cd examples/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+else
+  echo "npm not found: skipping examples/node (its test will be skipped)" >&2
+fi

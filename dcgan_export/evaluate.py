@@ -1,0 +1,299 @@
+"""Sample quality in the feature space of a digit classifier: onnxruntime and numpy, no TensorFlow.
+
+Inception features say little about 28x28 digits, so, as TF-GAN's MNIST evaluation does, we
+use a small CNN trained on mnist-8k/train (``models/mnist_classifier.onnx``, built by
+``python -m trainer.classifier``) and compare against the 1,000 held-out digits it never saw:
+
+* ``fid``: Frechet distance between classifier features of the images and of held-out digits;
+  ``fid_floor`` is the same figure for real train digits, what a perfect generator would score.
+* ``class_shares``, ``min_class_share``, ``kl_uniform``: the predicted-class histogram; a
+  collapsed generator drops classes or piles onto one (``mode_collapse_warnings``).
+* ``mean_confidence`` and ``classifier_score`` (the Inception-score formula, at most 10).
+
+    from dcgan_export.evaluate import Evaluator
+    figures = Evaluator().score_images(images)   # float [-1, 1], [n, 28, 28, 1]
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import onnxruntime as ort
+
+from .errors import DcganError
+
+CLASSIFIER_FILENAME = "mnist_classifier.onnx"
+INPUT_NAME = "images"
+LOGITS_OUTPUT = "logits"
+FEATURES_OUTPUT = "features"
+NUM_CLASSES = 10
+REFERENCE_DATA = "mnist-8k"
+LOW_SHARE = 0.02  # a digit under 2% of samples has (nearly) vanished: one tenth of its fair share
+HIGH_SHARE = 0.30  # one digit over 30% is three times its fair share
+BATCH = 500
+
+
+def default_classifier_path() -> Path:
+    """The shipped classifier: inside the installed package, or ``models/`` of a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "shipped" / CLASSIFIER_FILENAME, here.parent / "models" / CLASSIFIER_FILENAME):
+        if candidate.is_file():
+            return candidate
+    raise DcganError(f"no shipped classifier found (looked for {CLASSIFIER_FILENAME} in the package and in models/)")
+
+
+def pixels_to_images(pixels: np.ndarray) -> np.ndarray:
+    """uint8 [n, 28, 28] -> float32 [n, 28, 28, 1] in [-1, 1], the generator's output scaling."""
+    return ((np.asarray(pixels, dtype=np.float32) - 127.5) / 127.5)[..., None]
+
+
+# -- the figures, as plain functions of numpy arrays -------------------------------------------
+
+
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    """Square root of a symmetric positive semi-definite matrix; round-off negatives clamp to 0."""
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+
+
+def frechet_distance(mu1, cov1, mu2, cov2) -> float:
+    """Frechet distance between Gaussians N(mu1, cov1) and N(mu2, cov2).
+
+    ``|mu1 - mu2|^2 + tr(C1) + tr(C2) - 2 tr((C1 C2)^(1/2))``, where ``tr((C1 C2)^(1/2))`` is
+    computed as ``tr((S C2 S)^(1/2))`` with ``S = C1^(1/2)``: the same eigenvalues, but of a
+    symmetric matrix, so eigh applies and singular covariances (dead features) are no problem.
+    """
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    cov1, cov2 = np.atleast_2d(np.asarray(cov1, np.float64)), np.atleast_2d(np.asarray(cov2, np.float64))
+    if mu1.shape != mu2.shape or cov1.shape != cov2.shape or cov1.shape != (mu1.size, mu1.size):
+        raise ValueError(f"shape mismatch: mu {mu1.shape} / {mu2.shape}, cov {cov1.shape} / {cov2.shape}")
+    root1 = _psd_sqrt(cov1)
+    middle = root1 @ cov2 @ root1
+    eigenvalues = np.linalg.eigvalsh((middle + middle.T) / 2)
+    trace_sqrt = np.sqrt(np.clip(eigenvalues, 0.0, None)).sum()
+    distance = float(((mu1 - mu2) ** 2).sum() + np.trace(cov1) + np.trace(cov2) - 2.0 * trace_sqrt)
+    return max(distance, 0.0)  # round-off can push identical distributions a hair below zero
+
+
+def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (unbiased) covariance of features [n, d], in float64."""
+    features = np.asarray(features, np.float64)
+    mu = features.mean(axis=0)
+    if len(features) < 2:
+        return mu, np.zeros((features.shape[1], features.shape[1]))
+    return mu, np.cov(features, rowvar=False)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    logits = np.asarray(logits, np.float64)
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def classifier_score(probs: np.ndarray) -> float:
+    """``exp(E_x[KL(p(y|x) || p(y))])``: near 10 for confident, class-balanced digits, 1 at worst."""
+    probs = np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)
+    marginal = probs.mean(axis=0, keepdims=True)
+    kl = (probs * (np.log(probs) - np.log(marginal))).sum(axis=1)
+    return float(np.exp(kl.mean()))
+
+
+def kl_from_uniform(shares: np.ndarray) -> float:
+    """KL(shares || uniform) in nats: 0 when balanced, log(10) = 2.30 when all one class."""
+    shares = np.asarray(shares, np.float64)
+    nonzero = shares[shares > 0]
+    return float((nonzero * np.log(nonzero * len(shares))).sum())
+
+
+def mode_collapse_warnings(class_shares, low: float = LOW_SHARE, high: float = HIGH_SHARE) -> list[str]:
+    """One message per digit whose share of samples is under ``low`` or over ``high``."""
+    shares = np.asarray(class_shares, np.float64)
+    warnings = []
+    for digit, share in enumerate(shares):
+        if share < low:
+            warnings.append(f"MODE COLLAPSE? digit {digit} is only {share:.1%} of samples (under {low:.0%})")
+        elif share > high:
+            warnings.append(f"MODE COLLAPSE? digit {digit} is {share:.1%} of samples (over {high:.0%})")
+    return warnings
+
+
+# -- the classifier ------------------------------------------------------------------------------
+
+
+class Evaluator:
+    """The classifier in an onnxruntime session, plus the held-out statistics (computed once).
+
+    Keep one for a whole training run: ``score_images`` then costs one classifier pass.
+    """
+
+    def __init__(self, classifier_path: str | os.PathLike | None = None, threads: int | None = None):
+        path = default_classifier_path() if classifier_path is None else Path(classifier_path)
+        if not path.is_file():
+            raise DcganError(f"classifier not found: {path}")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        try:
+            self._session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own types for corrupt or invalid files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DcganError(f"{path}: not a loadable ONNX model ({first})") from None
+        self._check_contract(path)
+        self.classifier_path = path
+        self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
+        self._reference: tuple[np.ndarray, np.ndarray] | None = None
+        self._floor: float | None = None
+
+    def _check_contract(self, path: Path) -> None:
+        inputs = self._session.get_inputs()
+        outputs = {o.name: o.shape for o in self._session.get_outputs()}
+        found = ", ".join(f"{i.name}{i.shape}" for i in inputs) + " -> " + ", ".join(f"{k}{v}" for k, v in outputs.items())
+        if (len(inputs) != 1 or inputs[0].name != INPUT_NAME or list(inputs[0].shape[1:]) != [28, 28, 1]
+                or LOGITS_OUTPUT not in outputs or FEATURES_OUTPUT not in outputs
+                or len(outputs[LOGITS_OUTPUT]) != 2 or outputs[LOGITS_OUTPUT][1] != NUM_CLASSES
+                or len(outputs[FEATURES_OUTPUT]) != 2 or not isinstance(outputs[FEATURES_OUTPUT][1], int)):
+            raise DcganError(
+                f"{path}: not a digit classifier: expected images[N, 28, 28, 1] -> logits[N, 10], "
+                f"features[N, D]; found {found}"
+            )
+        self.feature_dim: int = outputs[FEATURES_OUTPUT][1]
+
+    def classify(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """float images [n, 28, 28, 1] in [-1, 1] -> (softmax probabilities [n, 10], features [n, D])."""
+        images = check_images(images)
+        probs, features = [], []
+        for start in range(0, len(images), BATCH):
+            logits, feats = self._session.run([LOGITS_OUTPUT, FEATURES_OUTPUT],
+                                              {INPUT_NAME: images[start:start + BATCH]})
+            probs.append(softmax(logits))
+            features.append(feats.astype(np.float64))
+        return np.concatenate(probs), np.concatenate(features)
+
+    def reference_statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Feature mean and covariance of the held-out digits (the comparison set), cached."""
+        if self._reference is None:
+            from . import datasets
+
+            heldout = datasets.load(REFERENCE_DATA, "heldout")
+            self._reference = feature_statistics(self.classify(pixels_to_images(heldout.images))[1])
+        return self._reference
+
+    def floor_fid(self) -> float:
+        """FID of real train digits against held-out ones: the best a generator can hope for."""
+        if self._floor is None:
+            from . import datasets
+
+            train = datasets.load(REFERENCE_DATA, "train")
+            self._floor = self.fid_of_features(self.classify(pixels_to_images(train.images))[1])
+        return self._floor
+
+    def fid_of_features(self, features: np.ndarray) -> float:
+        mu, cov = feature_statistics(features)
+        return frechet_distance(mu, cov, *self.reference_statistics())
+
+    def score_images(self, images: np.ndarray) -> dict:
+        """All the figures for one array of images (float [-1, 1], [n, 28, 28, 1])."""
+        return self.score_batches([images])
+
+    def score_batches(self, batches: Iterable[np.ndarray]) -> dict:
+        """All the figures for images arriving in batches (bounded memory for any n)."""
+        probs, features = [], []
+        for batch in batches:
+            p, f = self.classify(batch)
+            probs.append(p)
+            features.append(f)
+        if not probs:
+            raise DcganError("no images to evaluate")
+        return self.score_outputs(np.concatenate(probs), np.concatenate(features))
+
+    def score_outputs(self, probs: np.ndarray, features: np.ndarray) -> dict:
+        counts = np.bincount(probs.argmax(axis=1), minlength=NUM_CLASSES)
+        shares = counts / counts.sum()
+        return {
+            "n": int(len(probs)),
+            "fid": self.fid_of_features(features),
+            "fid_floor": self.floor_fid(),
+            "class_shares": [float(s) for s in shares],
+            "min_class_share": float(shares.min()),
+            "max_class_share": float(shares.max()),
+            "kl_uniform": kl_from_uniform(shares),
+            "mean_confidence": float(probs.max(axis=1).mean()),
+            "classifier_score": classifier_score(probs),
+            "warnings": mode_collapse_warnings(shares),
+        }
+
+
+def check_images(images) -> np.ndarray:
+    """images as C-contiguous float32 [n, 28, 28, 1], or a DcganError saying what is wrong."""
+    arr = np.asarray(images)
+    if arr.ndim == 3:
+        arr = arr[..., None]
+    if arr.ndim != 4 or arr.shape[1:] != (28, 28, 1) or len(arr) < 1:
+        raise DcganError(f"images must have shape (n, 28, 28, 1) with n >= 1, got {np.shape(images)}")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise DcganError(f"images must be a real numeric array, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        raise DcganError("images contain NaN or infinite values")
+    return arr
+
+
+def evaluate_generator(model: str | os.PathLike | None, n: int = 10000, seed: int = 0,
+                       classifier_path: str | os.PathLike | None = None, batch_size: int = 500,
+                       evaluator: Evaluator | None = None) -> dict:
+    """Sample ``n`` images from an ONNX generator and score them: what ``dcgan eval`` prints.
+
+    Pass an ``evaluator`` to reuse its cached held-out statistics across calls.
+    """
+    from .runtime import Sampler
+
+    if n < 1:
+        raise DcganError(f"n must be >= 1, got {n}")
+    evaluator = evaluator or Evaluator(classifier_path)
+    sampler = Sampler(model)
+    figures = evaluator.score_batches(sampler.iter_batches(n, seed=seed, batch_size=batch_size))
+    return {
+        "model": str(sampler.model_path),
+        "classifier": str(evaluator.classifier_path),
+        "classifier_accuracy": _float_or_none(evaluator.metadata.get("heldout_accuracy")),
+        "reference": evaluator.metadata.get("eval_split", f"{REFERENCE_DATA}/heldout"),
+        "seed": seed,
+        **figures,
+    }
+
+
+def _float_or_none(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def format_report(report: dict) -> str:
+    """A readable table of ``evaluate_generator``'s figures."""
+    rows = [
+        ("model", report["model"]),
+        ("classifier", f"{report['classifier']} (held-out accuracy "
+                       f"{_percent(report.get('classifier_accuracy'))})"),
+        ("samples", f"{report['n']} (seed {report['seed']}) vs {report['reference']}"),
+        ("classifier FID", f"{report['fid']:.3f}"),
+        ("  floor (real train digits)", f"{report['fid_floor']:.3f}"),
+        ("classifier score", f"{report['classifier_score']:.3f}  (max 10)"),
+        ("mean confidence", f"{report['mean_confidence']:.3f}"),
+        ("KL(classes || uniform)", f"{report['kl_uniform']:.4f} nats"),
+        ("smallest class share", f"{report['min_class_share']:.1%}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{name:<{width}}  {value}" for name, value in rows]
+    lines.append("class shares:")
+    for digit, share in enumerate(report["class_shares"]):
+        lines.append(f"  {digit}  {share:6.1%}  {'#' * int(round(share * 100))}")
+    return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.1%}"

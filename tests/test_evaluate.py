@@ -1,0 +1,258 @@
+"""dcgan eval and dcgan_export.evaluate: the Frechet distance against closed forms, the class
+figures, the mode-collapse thresholds, the shipped classifier on real digits, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, make_tiny_generator, run_dcgan
+from dcgan_export import datasets, evaluate
+from dcgan_export.errors import DcganError
+from dcgan_export.evaluate import (
+    Evaluator,
+    classifier_score,
+    frechet_distance,
+    kl_from_uniform,
+    mode_collapse_warnings,
+    pixels_to_images,
+)
+
+# -- Frechet distance against closed forms ----------------------------------------------------
+
+
+def test_frechet_identical_distributions_is_zero():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((200, 16))
+    cov = a.T @ a / 200
+    mu = rng.standard_normal(16)
+    assert frechet_distance(mu, cov, mu, cov) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_frechet_shifted_means_is_squared_distance():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((300, 8))
+    cov = a.T @ a / 300
+    mu1, mu2 = rng.standard_normal(8), rng.standard_normal(8)
+    assert frechet_distance(mu1, cov, mu2, cov) == pytest.approx(((mu1 - mu2) ** 2).sum(), rel=1e-9, abs=1e-9)
+
+
+def test_frechet_diagonal_covariances_closed_form():
+    rng = np.random.default_rng(2)
+    v1, v2 = rng.uniform(0.1, 3, 12), rng.uniform(0.1, 3, 12)
+    mu1, mu2 = rng.standard_normal(12), rng.standard_normal(12)
+    expected = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(v1) - np.sqrt(v2)) ** 2).sum()
+    assert frechet_distance(mu1, np.diag(v1), mu2, np.diag(v2)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_frechet_is_symmetric_and_rotation_invariant_for_full_covariances():
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((50, 6)), rng.standard_normal((6, 6))
+    cov1, cov2 = a.T @ a / 50, b @ b.T
+    mu1, mu2 = rng.standard_normal(6), rng.standard_normal(6)
+    d = frechet_distance(mu1, cov1, mu2, cov2)
+    assert d > 0
+    assert frechet_distance(mu2, cov2, mu1, cov1) == pytest.approx(d, rel=1e-9)
+    q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    assert frechet_distance(q @ mu1, q @ cov1 @ q.T, q @ mu2, q @ cov2 @ q.T) == pytest.approx(d, rel=1e-8)
+
+
+def test_frechet_survives_singular_covariances():
+    # Dead ReLU features give all-zero rows and columns; fewer samples than dimensions give rank
+    # deficiency. Neither may produce NaN or a negative distance.
+    rng = np.random.default_rng(4)
+    feats = np.maximum(rng.standard_normal((5, 20)), 0)
+    feats[:, :7] = 0
+    mu, cov = evaluate.feature_statistics(feats)
+    d = frechet_distance(mu, cov, mu, cov)
+    assert math.isfinite(d) and 0 <= d < 1e-6
+    assert frechet_distance(np.zeros(3), np.zeros((3, 3)), np.ones(3), np.eye(3)) == pytest.approx(3 + 3)
+
+
+def test_frechet_rejects_mismatched_shapes():
+    with pytest.raises(ValueError):
+        frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+
+
+# -- class figures -----------------------------------------------------------------------------
+
+
+def test_classifier_score_bounds():
+    confident_balanced = np.eye(10)[np.arange(1000) % 10]
+    assert classifier_score(confident_balanced) == pytest.approx(10.0, rel=1e-6)
+    assert classifier_score(np.eye(10)[np.zeros(100, int)]) == pytest.approx(1.0)
+    assert classifier_score(np.full((100, 10), 0.1)) == pytest.approx(1.0)
+
+
+def test_kl_from_uniform():
+    assert kl_from_uniform(np.full(10, 0.1)) == pytest.approx(0.0, abs=1e-12)
+    assert kl_from_uniform(np.eye(10)[3]) == pytest.approx(math.log(10))
+
+
+def test_mode_collapse_warning_thresholds():
+    assert mode_collapse_warnings(np.full(10, 0.1)) == []
+    at_edges = np.array([0.02, 0.30] + [0.68 / 8] * 8)
+    assert mode_collapse_warnings(at_edges) == []  # exactly 2% and 30% are still fine
+    low = np.array([0.0199] + [(1 - 0.0199) / 9] * 9)
+    (warning,) = mode_collapse_warnings(low)
+    assert "digit 0" in warning and "2%" in warning
+    high = np.array([0.3001] + [(1 - 0.3001) / 9] * 9)
+    (warning,) = mode_collapse_warnings(high)
+    assert "digit 0" in warning and "30%" in warning
+    collapsed = np.eye(10)[7]
+    warnings = mode_collapse_warnings(collapsed)
+    assert len(warnings) == 10 and any("digit 7" in w and "100.0%" in w for w in warnings)
+
+
+# -- the shipped classifier on real digits -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def evaluator() -> Evaluator:
+    return Evaluator()
+
+
+@pytest.fixture(scope="module")
+def heldout():
+    return datasets.load("mnist-8k", "heldout")
+
+
+def test_shipped_classifier_metadata_and_size(evaluator, heldout):
+    path = evaluate.default_classifier_path()
+    assert path.stat().st_size < 2_000_000
+    meta = evaluator.metadata
+    assert float(meta["heldout_accuracy"]) >= 0.98
+    assert meta["eval_split"] == "mnist-8k/heldout" and meta["train_split"] == "mnist-8k/train"
+    assert meta["data_sha256"] == heldout.sha256
+    assert int(meta["feature_dim"]) == evaluator.feature_dim <= 128
+
+
+def test_shipped_classifier_accuracy_matches_its_metadata(evaluator, heldout):
+    probs, features = evaluator.classify(pixels_to_images(heldout.images))
+    accuracy = (probs.argmax(axis=1) == heldout.labels).mean()
+    assert accuracy == pytest.approx(float(evaluator.metadata["heldout_accuracy"]), abs=1e-4)
+    assert features.shape == (1000, evaluator.feature_dim)
+
+
+def test_real_digits_score_like_real_digits(evaluator, heldout):
+    figures = evaluator.score_images(pixels_to_images(heldout.images))
+    assert figures["fid"] < 1e-6  # the reference set against itself
+    assert figures["classifier_score"] > 9
+    assert figures["mean_confidence"] > 0.95
+    assert figures["warnings"] == []
+    assert 0.05 < figures["min_class_share"] and figures["kl_uniform"] < 0.02
+    assert 0 < figures["fid_floor"] < 5  # unseen real digits are close
+
+
+def test_degenerate_generator_is_flagged(evaluator, heldout):
+    one_digit = np.repeat(pixels_to_images(heldout.images[:1]), 500, axis=0)
+    figures = evaluator.score_images(one_digit)
+    assert figures["max_class_share"] == 1.0 and figures["min_class_share"] == 0.0
+    assert figures["classifier_score"] == pytest.approx(1.0, abs=0.01)
+    assert figures["kl_uniform"] == pytest.approx(math.log(10), abs=1e-6)
+    assert len(figures["warnings"]) == 10
+    assert figures["fid"] > 20 * figures["fid_floor"]
+
+
+def test_score_images_rejects_bad_arrays(evaluator):
+    with pytest.raises(DcganError, match="shape"):
+        evaluator.score_images(np.zeros((4, 28, 27, 1), np.float32))
+    with pytest.raises(DcganError, match="NaN"):
+        evaluator.score_images(np.full((2, 28, 28, 1), np.nan, np.float32))
+
+
+def test_evaluator_rejects_missing_corrupt_and_non_classifier_models(tmp_path, tiny_generator_onnx):
+    with pytest.raises(DcganError, match="not found"):
+        Evaluator(tmp_path / "nope.onnx")
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07garbage" * 10)
+    with pytest.raises(DcganError, match="not a loadable ONNX model"):
+        Evaluator(corrupt)
+    with pytest.raises(DcganError, match="not a digit classifier"):
+        Evaluator(tiny_generator_onnx)
+
+
+# -- the CLI -----------------------------------------------------------------------------------
+
+
+def test_evaluate_generator_is_deterministic_across_batch_sizes(evaluator, tiny_generator_onnx):
+    first = evaluate.evaluate_generator(tiny_generator_onnx, n=300, seed=3, batch_size=64, evaluator=evaluator)
+    again = evaluate.evaluate_generator(tiny_generator_onnx, n=300, seed=3, batch_size=300, evaluator=evaluator)
+    assert again["fid"] == pytest.approx(first["fid"], rel=1e-6)
+    assert again["class_shares"] == first["class_shares"]
+    other = evaluate.evaluate_generator(tiny_generator_onnx, n=300, seed=4, evaluator=evaluator)
+    assert other["fid"] != first["fid"]
+    assert first["n"] == 300 and sum(first["class_shares"]) == pytest.approx(1.0)
+    assert first["fid"] > 10 * first["fid_floor"] > 0  # random tanh noise is far from digits
+    assert 1.0 <= first["classifier_score"] <= 10.0
+
+
+def test_cli_eval_json_without_tensorflow(tmp_path):
+    # In-process main() in a fresh interpreter: prints one JSON object and never loads TF.
+    model = make_tiny_generator(tmp_path / "g.onnx", seed=5)
+    code = (
+        "import sys\n"
+        "from dcgan_export.cli import main\n"
+        "try:\n"
+        f"    main(['eval', {str(model)!r}, '--n', '200', '--seed', '3', '--json'])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'tf2onnx', 'onnx') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["n"] == 200 and report["seed"] == 3 and report["model"] == str(model)
+    assert report["classifier"] == str(evaluate.default_classifier_path())
+    assert report["classifier_accuracy"] >= 0.98
+    assert len(report["class_shares"]) == 10
+    for warning in report["warnings"]:  # also shouted on stderr
+        assert f"WARNING: {warning}" in result.stderr
+
+
+def test_cli_eval_table(tiny_generator_onnx):
+    result = run_dcgan("eval", str(tiny_generator_onnx), "--n", "64", "--batch-size", "20")
+    assert result.returncode == 0, result.stderr
+    for label in ("classifier FID", "floor (real train digits)", "classifier score", "mean confidence",
+                  "KL(classes || uniform)", "smallest class share", "class shares:"):
+        assert label in result.stdout
+    assert "64 (seed 0)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--n", "0"], "--n must be >= 1"),
+        (["--n", "-5"], "--n must be >= 1"),
+        (["--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--seed", "-1"], "seed must be >= 0"),
+    ],
+)
+def test_cli_eval_bad_numbers(tiny_generator_onnx, args, message):
+    result = run_dcgan("eval", str(tiny_generator_onnx), *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {message}"), result.stderr
+
+
+def test_cli_eval_bad_files(tmp_path, tiny_generator_onnx):
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"not an onnx model")
+    cases = [
+        ([str(tmp_path / "missing.onnx")], "model not found"),
+        ([str(corrupt)], "not a loadable ONNX model"),
+        ([str(tiny_generator_onnx), "--classifier", str(tiny_generator_onnx)], "not a digit classifier"),
+        ([str(tiny_generator_onnx), "--classifier", str(corrupt)], "not a loadable ONNX model"),
+        ([str(evaluate.default_classifier_path())], "not a generator"),
+    ]
+    for args, message in cases:
+        result = run_dcgan("eval", *args, "--n", "10")
+        assert result.returncode == 2, (args, result.stdout)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], (args, result.stderr)

@@ -1,0 +1,14 @@
+"""Embed the generator in a Python program: 16 digits from noise, no TensorFlow. Usage:
+python examples/embed_python.py [MODEL.onnx] [OUT_DIR]   (OUT_DIR: also write noise.npy, pixels.npy)"""
+import sys
+from pathlib import Path
+import numpy as np
+from dcgan_export import Sampler
+from dcgan_export.atomic import atomic_open
+sampler = Sampler(sys.argv[1] if len(sys.argv) > 1 else None)  # None: the shipped models/generator.onnx
+z = sampler.noise(16, seed=0)  # float32 [16, latent]: the noise that sampler.sample(16, seed=0) uses
+pixels = sampler.generate_pixels(z)  # uint8 [16, 28, 28]; sampler.generate(z): float32 in [-1, 1]
+print(f"{sampler}: {len(pixels)} images {pixels.shape[1:]}, mean pixel {pixels.mean():.1f}")
+for name, array in [("noise.npy", z), ("pixels.npy", pixels)] if len(sys.argv) > 2 else []:
+    with atomic_open(Path(sys.argv[2]) / name) as f:
+        np.save(f, array)

@@ -1,0 +1,149 @@
+#!/usr/bin/env node
+// Generate digits from the dcgan ONNX generator in Node.js with onnxruntime-node.
+//
+//   npm ci --ignore-scripts            (once, in examples/node)
+//   node generate.js MODEL.onnx NOISE.(npy|json) OUT.(npy|json)
+//
+// NOISE: float32/float64 [n, latent] as .npy, or JSON {"z": [[...], ...]} (or a bare [[...]]);
+// for example the noise.npy that examples/embed_python.py writes.
+// OUT: uint8 pixels [n, 28, 28] as .npy, or JSON {"shape", "dtype", "pixels"} like the service.
+// The generator's contract: input `z` [N, latent] float32; outputs `images` float32
+// [N, 28, 28, 1] in [-1, 1] and `pixels` uint8 [N, 28, 28] = round((images + 1) * 127.5).
+'use strict';
+
+const fs = require('fs');
+const path = require('path');
+
+class UsageError extends Error {}
+
+// --- .npy (format 1.0/2.0/3.0, little-endian, C order) -----------------------------------------
+
+function readNpy(buf) {
+  if (buf.length < 10 || buf.readUInt8(0) !== 0x93 || buf.toString('latin1', 1, 6) !== 'NUMPY') {
+    throw new UsageError('not a .npy file');
+  }
+  const major = buf.readUInt8(6);
+  const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
+  const start = major === 1 ? 10 : 12;
+  const header = buf.toString(major >= 3 ? 'utf8' : 'latin1', start, start + headerLen);
+  const descr = /'descr':\s*'([^']*)'/.exec(header);
+  const fortran = /'fortran_order':\s*(True|False)/.exec(header);
+  const shape = /'shape':\s*\(([^)]*)\)/.exec(header);
+  if (!descr || !fortran || !shape) throw new UsageError(`unreadable .npy header: ${header.trim()}`);
+  if (fortran[1] === 'True') throw new UsageError('Fortran-ordered .npy arrays are not supported');
+  const dims = shape[1].split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  const count = dims.reduce((a, b) => a * b, 1);
+  const readers = { '<f4': [4, (o) => buf.readFloatLE(o)], '<f8': [8, (o) => buf.readDoubleLE(o)] };
+  if (!(descr[1] in readers)) throw new UsageError(`noise must be float32 or float64, got dtype ${descr[1]}`);
+  const [size, read] = readers[descr[1]];
+  const offset = start + headerLen;
+  if (buf.length !== offset + count * size) throw new UsageError('.npy data size does not match its shape');
+  const data = new Float32Array(count); // float64 rounds to the nearest float32, as numpy's astype
+  for (let i = 0; i < count; i++) data[i] = read(offset + i * size);
+  return { dims, data };
+}
+
+function npyBytes(data, dims) {
+  const dict = `{'descr': '|u1', 'fortran_order': False, 'shape': (${dims.join(', ')}), }`;
+  const unpadded = 10 + dict.length + 1; // magic + version + length, the dict, '\n'
+  const header = dict + ' '.repeat((64 - (unpadded % 64)) % 64) + '\n';
+  const prefix = Buffer.alloc(10);
+  prefix.write('\x93NUMPY', 0, 'latin1');
+  prefix.writeUInt8(1, 6);
+  prefix.writeUInt8(0, 7);
+  prefix.writeUInt16LE(header.length, 8);
+  return Buffer.concat([prefix, Buffer.from(header, 'latin1'), Buffer.from(data.buffer, data.byteOffset, data.length)]);
+}
+
+// --- noise in, pixels out ----------------------------------------------------------------------
+
+function readNoise(file) {
+  let buf;
+  try {
+    buf = fs.readFileSync(file);
+  } catch (err) {
+    throw new UsageError(`cannot read ${file}: ${err.code || err.message}`);
+  }
+  if (file.endsWith('.npy')) {
+    const { dims, data } = readNpy(buf);
+    if (dims.length !== 2 || dims[0] < 1) throw new UsageError(`noise must have shape (n, latent), got (${dims})`);
+    return { dims, data };
+  }
+  let doc;
+  try {
+    doc = JSON.parse(buf.toString('utf8'));
+  } catch (err) {
+    throw new UsageError(`${file} is neither .npy nor valid JSON`);
+  }
+  const rows = Array.isArray(doc) ? doc : doc && doc.z;
+  if (!Array.isArray(rows) || rows.length === 0 || !rows.every((r) => Array.isArray(r) && r.length === rows[0].length)) {
+    throw new UsageError('JSON noise must be {"z": [[...], ...]}: a non-empty list of equally long vectors');
+  }
+  const flat = rows.flat();
+  if (!flat.every((v) => typeof v === 'number' && Number.isFinite(v))) throw new UsageError('noise must be finite numbers');
+  return { dims: [rows.length, rows[0].length], data: Float32Array.from(flat) };
+}
+
+// numpy's rint rounds halves to even; the arithmetic is float32 like the ONNX graph's.
+function toPixel(x) {
+  const v = Math.fround(Math.fround(x + 1) * 127.5);
+  let r = Math.round(v);
+  if (r - v === 0.5 && r % 2 !== 0) r -= 1;
+  return Math.min(255, Math.max(0, r));
+}
+
+async function generate(modelPath, noise) {
+  const ort = require('onnxruntime-node');
+  let session;
+  try {
+    session = await ort.InferenceSession.create(modelPath);
+  } catch (err) {
+    throw new UsageError(`${modelPath}: not a loadable ONNX model (${String(err.message).split('\n')[0]})`);
+  }
+  const input = new ort.Tensor('float32', noise.data, noise.dims);
+  const wantPixels = session.outputNames.includes('pixels');
+  let result;
+  try {
+    result = await session.run({ [session.inputNames[0]]: input }, [wantPixels ? 'pixels' : 'images']);
+  } catch (err) {
+    throw new UsageError(`the model refused noise of shape (${noise.dims}): ${String(err.message).split('\n')[0]}`);
+  }
+  if (wantPixels) return { dims: result.pixels.dims.map(Number), data: result.pixels.data };
+  const [n, h, w] = result.images.dims.map(Number); // [N, 28, 28, 1]
+  return { dims: [n, h, w], data: Uint8Array.from(result.images.data, toPixel) };
+}
+
+function writeAtomically(file, bytes) {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  try {
+    fs.writeFileSync(tmp, bytes);
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw new UsageError(`cannot write ${file}: ${err.code || err.message}`);
+  }
+}
+
+function pixelsJson({ dims, data }) {
+  const [n, h, w] = dims;
+  const images = [];
+  for (let i = 0; i < n; i++) {
+    const rows = [];
+    for (let y = 0; y < h; y++) rows.push(Array.from(data.subarray((i * h + y) * w, (i * h + y + 1) * w)));
+    images.push(rows);
+  }
+  return JSON.stringify({ shape: dims, dtype: 'uint8', pixels: images });
+}
+
+async function main(argv) {
+  if (argv.length !== 3) throw new UsageError('usage: node generate.js MODEL.onnx NOISE.(npy|json) OUT.(npy|json)');
+  const [model, noiseFile, out] = argv;
+  const pixels = await generate(model, readNoise(noiseFile));
+  writeAtomically(out, out.endsWith('.json') ? pixelsJson(pixels) : npyBytes(pixels.data, pixels.dims));
+  console.log(`Wrote ${out}: ${pixels.dims[0]} images of ${pixels.dims[1]}x${pixels.dims[2]} uint8 pixels`);
+}
+
+main(process.argv.slice(2)).catch((err) => {
+  console.error(`Error: ${err instanceof UsageError ? err.message : String(err.stack || err).split('\n')[0]}`);
+  process.exit(err instanceof UsageError ? 2 : 1);
+});

@@ -405,7 +405,37 @@ def load_generator(path: Path):
         raise DcganError(f"{path}: not a loadable Keras model ({_first_line(exc)})") from None
     if not isinstance(model, keras.Model):
         raise DcganError(f"{path}: not a Keras model")
-    return model
+    return as_float32(model)
+
+
+def as_float32(model):
+    """The same model computing in float32 (a mixed_float16 one is cloned with its weights).
+
+    The exported graph is float32; comparing it with float16 arithmetic would fail the gate on
+    rounding alone, and --no-optimize would export the float16 casts.
+    """
+    import keras
+
+    if all(getattr(layer, "compute_dtype", "float32") == "float32" for layer in model.layers):
+        return model
+
+    def to_float32(node):
+        if isinstance(node, dict):
+            return {k: ("float32" if k == "dtype" and _is_policy(v) else to_float32(v)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [to_float32(v) for v in node]
+        return node
+
+    try:
+        clone = type(model).from_config(to_float32(model.get_config()))
+        clone.set_weights(model.get_weights())
+    except Exception as exc:
+        raise DcganError(f"cannot run model {model.name!r} in float32 for export ({_first_line(exc)})") from None
+    return clone
+
+
+def _is_policy(value) -> bool:
+    return isinstance(value, str) or (isinstance(value, dict) and value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"))
 
 
 def run_records(run_dir: Path | None, echo: Callable[[str], None]) -> dict[str, str]:

@@ -159,6 +159,25 @@ def test_a_failed_write_keeps_the_existing_file(generator_keras, tmp_path, monke
     assert out.read_bytes() == b"old"
 
 
+def test_a_mixed_precision_generator_is_exported_in_float32(tmp_path):
+    from trainer.models import build_generator
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        build_generator().save(tmp_path / "mixed.keras")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    original = keras.models.load_model(tmp_path / "mixed.keras")
+    assert original.layers[0].compute_dtype == "float16"
+    model = export.load_generator(tmp_path / "mixed.keras")
+    assert {layer.compute_dtype for layer in model.layers} == {"float32"}
+    z = np.random.default_rng(2).standard_normal((4, 100)).astype(np.float32)
+    reference = model(z, training=False).numpy()
+    np.testing.assert_allclose(reference, original(z, training=False).numpy(), atol=5e-3)  # same weights
+    optimised = export.build_inference_function(model)(z)["images"].numpy()
+    np.testing.assert_allclose(optimised, reference, atol=1e-5, rtol=0)
+
+
 # --- bad input -------------------------------------------------------------------------------------
 
 

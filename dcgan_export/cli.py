@@ -151,7 +151,8 @@ def eval_command(model: str, n: int, seed: int, classifier: str | None, batch_si
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0 to accept connections from other machines).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-@click.option("--threads", type=int, default=None, help="onnxruntime threads (default: physical cores).")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="onnxruntime threads per request; concurrent requests already use the other cores.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="info", show_default=True, help="uvicorn log level; below info, no access log.")
 def serve(model, host, port, threads, log_level) -> None:

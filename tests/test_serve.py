@@ -292,6 +292,11 @@ def test_serve_with_a_missing_model_is_a_one_line_error(tmp_path):
     assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("Error: model not found")
 
 
+def test_serve_rejects_zero_threads(tiny_generator_onnx):
+    result = run_dcgan("serve", "--model", str(tiny_generator_onnx), "--threads", "0", timeout=60)
+    assert result.returncode == 2 and "--threads" in result.stderr
+
+
 def test_serving_never_imports_tensorflow():
     code = ("import sys, dcgan_export.serve, dcgan_export.cli, uvicorn;"
             "bad = [m for m in ('tensorflow', 'keras', 'tf2onnx', 'onnx') if m in sys.modules];"
@@ -313,7 +318,7 @@ def test_dockerfile_passes_hadolint():
 
 @pytest.fixture(scope="module")
 def live_server(tiny_generator_onnx):
-    with load_benchmark().serve_subprocess(tiny_generator_onnx, threads=2) as base:
+    with load_benchmark().serve_subprocess(tiny_generator_onnx) as base:
         yield base
 
 

@@ -159,20 +159,20 @@ def main() -> None:
                 results[name, b].append(rate(runners[name], noise[b], seconds))
         print(f"  round {round_index + 1}/{args.rounds} done (load {os.getloadavg()[0]:.2f})", flush=True)
 
-    print("\nimages/s (median of rounds; x = ratio to tf.function)")
-    print(f"{'batch':>6} " + " ".join(f"{name:>22}" for name in BACKENDS))
-    for b in BATCHES:
-        base = statistics.median(results["tf.function", b])
-        cells = []
-        for name in BACKENDS:
-            value = statistics.median(results[name, b])
-            cells.append(f"{value:>13,.0f} ({value / base:4.2f}x)")
-        print(f"{b:>6} " + " ".join(f"{c:>22}" for c in cells))
-    for b, goal in ((256, 3.0), (1, 5.0)):
-        ratio = statistics.median(results["onnx optimised", b]) / statistics.median(results["tf.function", b])
-        print(f"goal batch {b}: optimised >= {goal}x tf.function: {ratio:.2f}x {'MET' if ratio >= goal else 'MISSED'}")
-    one = 1e3 / statistics.median(results["onnx optimised", 1])
-    print(f"latency of one image (optimised): {one:.3f} ms")
+    # Median: what a user sees on this machine now. Best of rounds: closest to an idle machine
+    # (other processes only ever slow a measurement down), the fairer figure on a shared box.
+    for label, stat in (("median of rounds", statistics.median), ("best of rounds", max)):
+        print(f"\nimages/s ({label}; x = ratio to tf.function)")
+        print(f"{'batch':>6} " + " ".join(f"{name:>22}" for name in BACKENDS))
+        for b in BATCHES:
+            base = stat(results["tf.function", b])
+            cells = [f"{stat(results[name, b]):>13,.0f} ({stat(results[name, b]) / base:4.2f}x)" for name in BACKENDS]
+            print(f"{b:>6} " + " ".join(f"{c:>22}" for c in cells))
+        for b, goal in ((256, 3.0), (1, 5.0)):
+            ratio = stat(results["onnx optimised", b]) / stat(results["tf.function", b])
+            print(f"goal batch {b}: optimised >= {goal}x tf.function: {ratio:.2f}x {'MET' if ratio >= goal else 'MISSED'}")
+    one = [1e3 / stat(results["onnx optimised", 1]) for stat in (statistics.median, max)]
+    print(f"\nlatency of one image (optimised): median {one[0]:.3f} ms, best {one[1]:.3f} ms")
 
     if args.profile:
         profile(optimised_path, 256, workdir)
@@ -182,7 +182,7 @@ def main() -> None:
         print("\n`dcgan sample` is not in the CLI yet: cold-start timing skipped")
     else:
         median = statistics.median(times)
-        print(f"\n`dcgan sample --n 25 --out grid.png`, 5 cold runs: median {median:.3f} s "
+        print(f"\n`dcgan sample --n 25 --out grid.png`, 5 cold runs (load {os.getloadavg()[0]:.2f}): median {median:.3f} s "
               f"(runs {', '.join(f'{t:.3f}' for t in times)}); goal <= 0.5 s: {'MET' if median <= 0.5 else 'MISSED'}")
 
 

@@ -598,7 +598,8 @@ def export_generator(src: str | os.PathLike, out: str | os.PathLike, optimize: b
     model = convert(function)
     if optimize:
         ops = {node.op_type for node in model.graph.node}
-        if "DepthToSpace" not in ops or ops & {"Resize", "Tile", "Upsample"}:
+        wants_shuffle = any(step.kind == "depth_to_space" for step in function.steps)
+        if ("DepthToSpace" in ops) != wants_shuffle or ops & {"Resize", "Tile", "Upsample"}:
             raise DcganError(f"optimised graph has unexpected operators {sorted(ops)}; export with --no-optimize")
     parity = parity_check(model.SerializeToString(), keras_generator, atol)
     import onnx

@@ -122,6 +122,31 @@ def test_build_inference_function_runs_eagerly_and_matches_keras(generator_keras
         assert fn.optimized is optimize and fn.latent_dim == 100
 
 
+def test_optimiser_handles_other_layer_orders_and_kernel_sizes():
+    """BN after an activation (kept as an affine on the phase grid), ReLU, Activation, k = 3 and 5."""
+    L = keras.layers
+    model = keras.Sequential([
+        keras.Input((16,)), L.Dense(7 * 7 * 8), L.LeakyReLU(0.1), L.BatchNormalization(), L.Reshape((7, 7, 8)),
+        L.UpSampling2D(), L.Conv2D(6, 3, padding="same", activation="relu"), L.BatchNormalization(), L.Dropout(0.5),
+        L.UpSampling2D(), L.Conv2D(1, 5, padding="same"), L.BatchNormalization(), L.Activation("tanh"),
+    ])
+    rng = np.random.default_rng(5)
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):
+            c = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(0, 0.5, c).astype(np.float32))
+            layer.moving_variance.assign(rng.uniform(0.2, 3.0, c).astype(np.float32))
+            layer.beta.assign(rng.normal(0, 0.3, c).astype(np.float32))
+    z = rng.standard_normal((3, 16)).astype(np.float32)
+    fn = export.build_inference_function(model)
+    assert [s.kind for s in fn.steps].count("affine") == 2 and fn.steps[-1].params == {"factor": 4}
+    np.testing.assert_allclose(fn(z)["images"].numpy(), model(z, training=False).numpy(), atol=1e-5, rtol=0)
+    flat = keras.Sequential([keras.Input((16,)), L.Dense(784, activation="tanh"), L.Reshape((28, 28, 1))])
+    fn = export.build_inference_function(flat)
+    assert "depth_to_space" not in [s.kind for s in fn.steps]
+    np.testing.assert_allclose(fn(z)["images"].numpy(), flat(z).numpy(), atol=1e-6, rtol=0)
+
+
 def test_no_optimize_exports_the_keras_graph_from_a_plain_keras_file(generator_keras, tmp_path):
     out = tmp_path / "plain.onnx"
     report = export.export_generator(generator_keras, out, optimize=False, echo=lambda s: None)

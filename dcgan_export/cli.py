@@ -38,6 +38,9 @@ _RESUMABLE = {"iterations", "quiet", "tensorboard", "eval_every", "eval_samples"
 @click.option("--d-steps", type=int, default=1, show_default=True, help="Discriminator updates per iteration.")
 @click.option("--label-smoothing", type=float, default=0.0, show_default=True,
               help="One-sided: D's target for real images is 1 - this.")
+@click.option("--ema", type=float, default=0.0, show_default=True,
+              help="Keep an exponential moving average of G's weights with this decay (e.g. 0.999) "
+                   "and sample, evaluate and save that; 0 = off.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--sample-every", type=int, default=200, show_default=True, help="Fixed-noise grid every N iterations.")
 @click.option("--checkpoint-every", type=int, default=500, show_default=True)

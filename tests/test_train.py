@@ -227,3 +227,29 @@ def test_resume_needs_a_checkpoint_and_keeps_settings(tmp_path, capsys):
     assert code == 2 and "no such directory" in err
     code, err = dcgan("train", "--resume", str(empty), "--batch-size", "4", capsys=capsys)
     assert code == 2 and "cannot change --batch-size" in err
+
+
+def test_ema_generator_is_the_warmed_up_average_and_is_what_gets_saved(tmp_path, capsys):
+    import keras
+
+    from trainer.gan import DCGAN
+    from trainer.models import build_discriminator, build_generator
+
+    keras.utils.set_random_seed(0)
+    gan = DCGAN(build_generator(), build_discriminator(), seed=0, ema_decay=0.999)
+    gan.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
+    before = [w.numpy().copy() for w in gan.ema_generator.weights]
+    gan.generator_step(8)
+    decay = min(0.999, 2 / 11)  # warm-up after the first generator update
+    for ema, old, weight in zip(gan.ema_generator.weights, before, gan.generator.weights):
+        expected = decay * old + (1 - decay) * weight.numpy() if weight.trainable else weight.numpy()
+        np.testing.assert_allclose(ema.numpy(), expected, rtol=1e-5, atol=1e-7)
+    assert any(not np.array_equal(e.numpy(), w.numpy()) for e, w in zip(gan.ema_generator.weights, gan.generator.weights))
+
+    out = tmp_path / "ema"
+    assert dcgan("train", "--iterations", "4", *FAST, "--ema", "0.99", "--out", str(out), capsys=capsys)[0] == 0
+    saved = keras.models.load_model(out / "generator.keras")
+    ckpt = np.load(out / "checkpoint.npz")
+    ema_values = [ckpt[f"v{i:04d}"] for i, p in enumerate(ckpt["paths"]) if "generator" in p][-len(saved.weights):]
+    for weight, value in zip(saved.weights, ema_values):
+        np.testing.assert_array_equal(weight.numpy(), value)

@@ -106,7 +106,7 @@ class SampleGrids(_IterationCallback):
             self.write(iteration)
 
     def write(self, iteration: int) -> None:
-        images = self.model.generator(self.fixed_noise, training=False)
+        images = self.model.sampling_generator(self.fixed_noise, training=False)
         grid = make_grid(to_pixels(np.asarray(images, dtype=np.float32)), nrow=5)
         write_png(self.dir / f"iter_{iteration:06d}.png", grid)
         if self.tb_writer is not None:

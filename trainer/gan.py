@@ -20,13 +20,21 @@ import tensorflow as tf
 
 class DCGAN(keras.Model):
     def __init__(self, generator: keras.Model, discriminator: keras.Model, latent_dim: int = 100,
-                 d_steps: int = 1, seed: int | None = None, **kwargs):
+                 d_steps: int = 1, seed: int | None = None, ema_decay: float = 0.0, **kwargs):
+        """``ema_decay`` > 0 keeps an exponential moving average of G's weights (Yazici et al.,
+        2019: averaged generators give markedly better samples than the last iterate); it is
+        then the generator that samples, is evaluated and is saved."""
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = latent_dim
         self.d_steps = d_steps
         self.noise_seed = keras.random.SeedGenerator(seed)
+        self.ema_decay = float(ema_decay)
+        self.ema_generator = None
+        if self.ema_decay > 0:
+            self.ema_generator = keras.models.clone_model(generator)
+            self.ema_generator.set_weights(generator.get_weights())
         # Both networks arrive built; without this, fit() under a distribution strategy would
         # trace call() on a batch of images to build the model.
         self.built = True
@@ -44,13 +52,19 @@ class DCGAN(keras.Model):
         self.g_optimizer.build(self.generator.trainable_variables)
 
     def call(self, z, training=False):
-        return self.generator(z, training=training)
+        return self.sampling_generator(z, training=training)
+
+    @property
+    def sampling_generator(self) -> keras.Model:
+        """The generator to sample, evaluate and save: the averaged one when there is one."""
+        return self.ema_generator if self.ema_generator is not None else self.generator
 
     def state_variables(self) -> list:
         """Everything a resumed run needs to continue exactly: weights, BatchNorm statistics,
         optimizer slots, loss scales and every random-number state (noise and dropout)."""
+        ema = self.ema_generator.variables if self.ema_generator is not None else []
         return [*self.generator.variables, *self.discriminator.variables,
-                *self.d_optimizer.variables, *self.g_optimizer.variables, self.noise_seed.state]
+                *self.d_optimizer.variables, *self.g_optimizer.variables, self.noise_seed.state, *ema]
 
     def _noise(self, n):
         return keras.random.normal((n, self.latent_dim), seed=self.noise_seed)
@@ -88,7 +102,19 @@ class DCGAN(keras.Model):
             scaled = self.g_optimizer.scale_loss(loss)
         variables = self.generator.trainable_variables
         self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        if self.ema_generator is not None:
+            self.update_ema()
         return loss
+
+    def update_ema(self):
+        """ema = d * ema + (1 - d) * weights, with d warming up as min(decay, (1 + t) / (10 + t))
+        over generator updates t (as tf.train.ExponentialMovingAverage's num_updates), so early
+        averages are not dominated by the random initialisation. BatchNorm statistics are copied."""
+        t = tf.cast(self.g_optimizer.iterations, tf.float32)
+        decay = tf.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
+        for ema, weight in zip(self.ema_generator.weights, self.generator.weights):
+            value = tf.cast(weight, ema.dtype)
+            ema.assign(decay * ema + (1.0 - decay) * value if weight.trainable else value)
 
     def train_step(self, real):
         """``real`` holds ``d_steps`` batches of real images: one per discriminator update."""

@@ -46,7 +46,7 @@ class QualityMonitor(_IterationCallback):
     def on_iteration_end(self, iteration, logs):
         if iteration % self.every:
             return
-        images = np.concatenate([np.asarray(self.model.generator(self.noise[i:i + 500], training=False))
+        images = np.concatenate([np.asarray(self.model.sampling_generator(self.noise[i:i + 500], training=False))
                                  for i in range(0, len(self.noise), 500)])
         report = self.evaluator.score_images(images)
         row = [iteration] + [f"{report[k]:.6f}" for k in EVAL_COLUMNS[1:8]] + [f"{s:.4f}" for s in report["class_shares"]]

@@ -40,6 +40,7 @@ class TrainConfig:
     beta1: float = 0.5
     d_steps: int = 1
     label_smoothing: float = 0.0
+    ema: float = 0.0
     latent_dim: int = 100
     seed: int = 0
     sample_every: int = 200
@@ -61,6 +62,8 @@ class TrainConfig:
             raise DcganError(f"--lr must be > 0, got {self.lr}")
         if not 0 <= self.beta1 < 1:
             raise DcganError(f"--beta1 must be in [0, 1), got {self.beta1}")
+        if not 0 <= self.ema < 1:
+            raise DcganError(f"--ema must be in [0, 1), got {self.ema}")
         if not 0 <= self.label_smoothing < 1:
             raise DcganError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.eval_every < 0:
@@ -185,7 +188,8 @@ def train(config: TrainConfig, resume: str | None = None, force: bool = False, o
         with strategy.scope():
             generator = build_generator(config.latent_dim)
             discriminator = build_discriminator()
-            gan = DCGAN(generator, discriminator, config.latent_dim, config.d_steps, seed=config.seed)
+            gan = DCGAN(generator, discriminator, config.latent_dim, config.d_steps, seed=config.seed,
+                        ema_decay=config.ema)
             d_opt = keras.optimizers.Adam(config.lr, beta_1=config.beta1)
             g_opt = keras.optimizers.Adam(config.lr, beta_1=config.beta1)
             if config.mixed_precision:
@@ -224,7 +228,7 @@ def train(config: TrainConfig, resume: str | None = None, force: bool = False, o
     if tb is not None:
         tb.close()
 
-    _save_model(generator, run_dir / "generator.keras", config.mixed_precision, lambda: build_generator(config.latent_dim))
+    _save_model(gan.sampling_generator, run_dir / "generator.keras", config.mixed_precision, lambda: build_generator(config.latent_dim))
     _save_model(discriminator, run_dir / "discriminator.keras", config.mixed_precision, build_discriminator)
     cb.plot_losses(run_dir / LOSSES, run_dir / "losses.png")
     echo(f"Done: {run_dir}/generator.keras (export it with: dcgan export {run_dir} --out generator.onnx)")

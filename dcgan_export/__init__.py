@@ -5,7 +5,15 @@
 """
 
 from .errors import DcganError
-from .runtime import Sampler
 
 __all__ = ["Sampler", "DcganError"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # Lazy, so `dcgan --help` and `dcgan train` don't pay for onnxruntime and numpy up front.
+    if name == "Sampler":
+        from .runtime import Sampler
+
+        return Sampler
+    raise AttributeError(f"module 'dcgan_export' has no attribute {name!r}")

@@ -118,6 +118,9 @@ class Sampler:
         if IMAGES_OUTPUT not in outputs:
             raise DcganError(f"{path}: not a generator: no output named {IMAGES_OUTPUT!r} (found {', '.join(outputs)})")
         self.image_shape: tuple = tuple(outputs[IMAGES_OUTPUT].shape[1:])
+        if len(self.image_shape) != 3 or self.image_shape[2] != 1 or not all(isinstance(d, int) for d in self.image_shape):
+            raise DcganError(f"{path}: not a generator: output {IMAGES_OUTPUT!r} must be [N, H, W, 1], "
+                             f"found {outputs[IMAGES_OUTPUT].shape}")
         self._has_pixels = PIXELS_OUTPUT in outputs
         self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
 

@@ -23,6 +23,16 @@ def cli() -> None:
 # --- train (trainer/, TensorFlow) -------------------------------------------------------------
 
 
+def _require_training_extra(command: str) -> None:
+    """The light install has no TensorFlow: say so before any work, not with a traceback after."""
+    from importlib.util import find_spec
+
+    missing = [m for m in ("tensorflow", "keras", "tf2onnx", "onnx") if find_spec(m) is None]
+    if missing:
+        raise DcganError(f"dcgan {command} needs the [train] extra ({', '.join(missing)} not installed): "
+                         "pip install 'dcgan[train]'")
+
+
 # Options a resumed run may change; every other one is fixed by the run's config.json.
 _RESUMABLE = {"iterations", "quiet", "tensorboard", "eval_every", "eval_samples"}
 
@@ -57,6 +67,7 @@ _RESUMABLE = {"iterations", "quiet", "tensorboard", "eval_every", "eval_samples"
 @click.pass_context
 def train(ctx: click.Context, resume: str | None, force: bool, **options) -> None:
     """Train the DCGAN; writes losses, sample grids, checkpoints and generator.keras to the run directory."""
+    _require_training_extra("train")
     from trainer.train import TrainConfig, train as run_training
 
     given = {k for k in options if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
@@ -88,6 +99,7 @@ def export_command(src: str, out: str, optimize: bool, atol: float) -> None:
     batch sizes 1 and 257) before it is written; on a mismatch nothing is written and the exit
     code is 1.
     """
+    _require_training_extra("export")
     from .export import export_generator
 
     export_generator(src, out, optimize=optimize, atol=atol, echo=click.echo)
@@ -184,6 +196,10 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except OSError as exc:  # disk full, read-only file system, ...: files already written are intact
+        where = f": {exc.filename}" if exc.filename else ""
+        click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

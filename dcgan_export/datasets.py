@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import os
 import struct
+import zlib
 from importlib import resources
 from pathlib import Path
 
@@ -85,19 +86,22 @@ def _mnist_8k(split: str) -> Dataset:
 
 
 def _keras_mnist() -> Dataset:
-    if not MNIST_CACHE.exists():
-        try:
-            import keras  # only this branch needs it: keras knows the download URL and checksum
+    if MNIST_CACHE.exists():
+        return dataclasses.replace(_npz(MNIST_CACHE), name="mnist")
+    try:
+        # Only this branch, reached from `dcgan train`, imports keras: it knows the download URL
+        # and checksum, and where its cache goes ($KERAS_HOME, or /tmp when home is read-only).
+        import keras
 
-            keras.datasets.mnist.load_data()
-        except Exception as exc:  # no internet, no keras: both end the same way for the user
-            raise DcganError(
-                f"cannot load full MNIST: {MNIST_CACHE} is missing and could not be downloaded "
-                f"({type(exc).__name__}); put mnist.npz there, or use --data mnist-8k, "
-                "--data fashion-mnist or --data PATH"
-            ) from None
-    ds = _npz(MNIST_CACHE)
-    return dataclasses.replace(ds, name="mnist")
+        (images, labels), _ = keras.datasets.mnist.load_data()
+    except Exception as exc:  # no internet, no keras: both end the same way for the user
+        raise DcganError(
+            f"cannot load full MNIST: {MNIST_CACHE} is missing and could not be downloaded "
+            f"({type(exc).__name__}); put mnist.npz there, or use --data mnist-8k, "
+            "--data fashion-mnist or --data PATH"
+        ) from None
+    images = _check_images(np.asarray(images), Path("mnist"))
+    return Dataset("mnist", images, np.asarray(labels), hashlib.sha256(images.tobytes()).hexdigest())
 
 
 def _fashion_mnist() -> Dataset:
@@ -136,7 +140,7 @@ def _gunzip(raw: bytes, path: Path) -> bytes:
         return raw
     try:
         return gzip.decompress(raw)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise DcganError(f"{path}: not a valid gzip file ({exc})") from None
 
 
@@ -183,7 +187,15 @@ def _check_images(images: np.ndarray, path: Path) -> np.ndarray:
     if len(images) == 0:
         raise DcganError(f"{path}: contains no images")
     if images.dtype != np.uint8:
-        if not np.issubdtype(images.dtype, np.number) or images.min() < 0 or images.max() > 255:
-            raise DcganError(f"{path}: expected uint8 pixels in 0..255, found {images.dtype}")
+        if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
+            raise DcganError(f"{path}: expected numeric pixels, found {images.dtype}")
+        if not np.isfinite(images).all():
+            raise DcganError(f"{path}: contains NaN or infinite pixels")
+        low, high = float(images.min()), float(images.max())
+        if np.issubdtype(images.dtype, np.floating) and high <= 1.0 and low >= 0.0:
+            images = np.rint(images * 255.0)  # pixels stored in [0, 1]
+        elif low < 0 or high > 255 or not np.array_equal(images, np.rint(images)):
+            raise DcganError(f"{path}: expected pixels in 0..255 (or floats in [0, 1]), "
+                             f"found {images.dtype} in [{low:g}, {high:g}]")
         images = images.astype(np.uint8)
     return images

@@ -43,6 +43,8 @@ def run_sample(req: SampleRequest) -> str:
     n = _count(req, noise)
     if req.nrow is not None and req.nrow < 1:
         raise DcganError(f"--nrow must be >= 1, got {req.nrow}")
+    if req.nrow is not None and (req.out_dir or fmt == "npy"):
+        raise DcganError("--nrow only applies to a grid PNG")
     if req.batch_size < 1:
         raise DcganError(f"--batch-size must be >= 1, got {req.batch_size}")
     if fmt == "png" and not req.out_dir and n > MAX_GRID:
@@ -59,6 +61,10 @@ def run_sample(req: SampleRequest) -> str:
         source = f"seed {seed}"
 
     if req.out_dir:
+        try:
+            Path(req.out_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DcganError(f"cannot write to --out-dir {req.out_dir}: {exc.strerror or exc}") from None
         written = _write_pngs(Path(req.out_dir), batches, n)
         return f"Wrote {written} PNGs to {req.out_dir} ({source})"
     if fmt == "npy":
@@ -77,18 +83,31 @@ def _check_destination(req: SampleRequest) -> str:
         if req.fmt == "npy":
             raise DcganError("--out-dir writes PNGs; use --out FILE.npy for --format npy")
         directory = Path(req.out_dir)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DcganError(f"cannot write to --out-dir {directory}: {exc.strerror or exc}") from None
-        _check_writable(directory, "--out-dir")
+        if directory.exists() and not directory.is_dir():
+            raise DcganError(f"--out-dir {directory} exists and is not a directory")
+        _check_writable(_existing_ancestor(directory), "--out-dir")  # created only once all checks pass
         return "png"
     out = Path(req.out)
-    fmt = req.fmt or ("npy" if out.suffix.lower() == ".npy" else "png")
+    suffix = out.suffix.lower()
+    # The format follows the suffix; any other suffix needs an explicit --format, so a typo
+    # such as --out model.onnx cannot replace a file of another kind with an image.
+    fmt = req.fmt or {".png": "png", ".npy": "npy"}.get(suffix)
+    if fmt is None:
+        raise DcganError(f"--out {out}: use a .png or .npy name, or say --format png|npy")
     if out.is_dir():
         raise DcganError(f"--out {out} is a directory")
+    for option, other in (("--model", req.model), ("--noise", req.noise)):
+        if other and out.exists() and Path(other).exists() and out.resolve() == Path(other).resolve():
+            raise DcganError(f"--out {out} is the {option} file; it would be overwritten")
     _check_writable(out.parent if str(out.parent) else Path("."), "--out")
     return fmt
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    return path
 
 
 def _check_writable(directory: Path, option: str) -> None:

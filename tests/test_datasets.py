@@ -85,3 +85,19 @@ def test_full_mnist_offline_names_the_cache_path(monkeypatch, tmp_path):
     monkeypatch.setitem(__import__("sys").modules, "keras", NoNetwork)
     with pytest.raises(DcganError, match=r"mnist\.npz is missing.*--data mnist-8k"):
         datasets.load("mnist")
+
+
+def test_float_npz_pixels_in_unit_range_are_scaled_and_fractions_refused(tmp_path):
+    unit = np.random.default_rng(2).random((3, 28, 28)).astype(np.float32)
+    np.savez(tmp_path / "unit.npz", x_train=unit)
+    np.testing.assert_array_equal(datasets.load(str(tmp_path / "unit.npz")).images, np.rint(unit * 255).astype(np.uint8))
+    np.savez(tmp_path / "frac.npz", x_train=unit * 100)
+    with pytest.raises(DcganError, match=r"expected pixels in 0\.\.255"):
+        datasets.load(str(tmp_path / "frac.npz"))
+
+
+def test_corrupt_gzip_is_a_one_line_error(tmp_path):
+    good = gzip.compress(b"\x00" * 5000)
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(good[:10] + b"\xff" * 40 + good[50:])
+    with pytest.raises(DcganError, match="not a valid gzip file"):
+        datasets.load(str(tmp_path))

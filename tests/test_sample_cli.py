@@ -127,3 +127,42 @@ print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(
     assert arr.shape == (1_000_000, 28, 28) and arr.dtype == np.uint8
     sampler = Sampler(tiny_generator_onnx)
     np.testing.assert_array_equal(arr[999_999], sampler.generate_pixels(sampler.noise(1, 0, start=999_999))[0])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--out", "KEEP_ONNX"], "use a .png or .npy name"),
+    (["--out", "MODEL_ITSELF", "--format", "png"], "is the --model file"),
+    (["--out", "x.png", "--out-dir", "d"], "not both"),
+    ([], "say where to write"),
+    (["--out", "x.png", "--seed", "1", "--noise", "Z"], "--seed or --noise, not both"),
+    (["--out", "x.png", "--n", "5", "--noise", "Z"], "disagrees with --noise"),
+    (["--out", "x.png", "--n", "70000"], "too large"),
+    (["--out", "x.npy", "--nrow", "4"], "--nrow only applies to a grid PNG"),
+    (["--out-dir", "d", "--format", "npy"], "--out-dir writes PNGs"),
+    (["--out-dir", "NEWDIR", "--n", "0"], "--n must be between"),
+])
+def test_contradictory_or_dangerous_requests_are_refused(tmp_path, tiny_generator_onnx, capsys, args, message,
+                                                         monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "model.onnx"
+    model.write_bytes(tiny_generator_onnx.read_bytes())
+    (tmp_path / "keep.onnx").write_bytes(b"another model")
+    np.save(tmp_path / "z.npy", np.zeros((3, 100), np.float32))
+    subst = {"KEEP_ONNX": "keep.onnx", "MODEL_ITSELF": "model.onnx", "Z": "z.npy", "NEWDIR": "new/dir"}
+    args = [subst.get(a, a) for a in args]
+    code, _, err = dcgan("sample", "--model", "model.onnx", *args, capsys=capsys)
+    assert code == 2 and err.startswith("Error: ") and message in err and err.count("\n") == 1, err
+    assert (tmp_path / "keep.onnx").read_bytes() == b"another model"
+    assert model.read_bytes() == tiny_generator_onnx.read_bytes()
+    assert not (tmp_path / "new").exists() and not (tmp_path / "d").exists()
+
+
+def test_os_errors_are_one_line_not_tracebacks(monkeypatch, capsys):
+    import dcgan_export.sampling as sampling
+
+    def full_disk(request):
+        raise OSError(28, "No space left on device", "grid.png")
+
+    monkeypatch.setattr(sampling, "run_sample", full_disk)
+    code, _, err = dcgan("sample", "--out", "grid.png", capsys=capsys)
+    assert code == 1 and err == "Error: No space left on device: grid.png\n"

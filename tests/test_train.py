@@ -209,6 +209,7 @@ def test_existing_run_is_refused_without_force_and_kept(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "losses.csv").write_text("precious\n")
+    (out / "config.json").write_text('{"options": {}}')  # an earlier run's
     (out / "notes.txt").write_text("mine\n")
     code, err = dcgan("train", "--out", str(out), capsys=capsys)
     assert code == 2 and "already exists" in err and "--force" in err and err.count("\n") == 1
@@ -253,3 +254,29 @@ def test_ema_generator_is_the_warmed_up_average_and_is_what_gets_saved(tmp_path,
     ema_values = [ckpt[f"v{i:04d}"] for i, p in enumerate(ckpt["paths"]) if "generator" in p][-len(saved.weights):]
     for weight, value in zip(saved.weights, ema_values):
         np.testing.assert_array_equal(weight.numpy(), value)
+
+
+def test_force_never_clears_a_directory_that_is_not_a_run(tmp_path, capsys):
+    project = tmp_path / "project"
+    (project / "samples").mkdir(parents=True)
+    (project / "samples" / "mine.png").write_bytes(b"not ours")
+    code, err = dcgan("train", "--out", str(project), "--force", capsys=capsys)
+    assert code == 2 and "not a dcgan run directory" in err
+    assert (project / "samples" / "mine.png").read_bytes() == b"not ours"
+
+
+def test_eval_every_needs_digits_and_light_install_needs_train_extra(tmp_path, capsys, monkeypatch):
+    images = np.random.default_rng(0).integers(0, 256, (64, 28, 28), dtype=np.uint8)
+    np.savez(tmp_path / "faces.npz", x_train=images)
+    code, err = dcgan("train", "--data", str(tmp_path / "faces.npz"), "--eval-every", "10",
+                      "--out", str(tmp_path / "r"), capsys=capsys)
+    assert code == 2 and "digit classifier" in err and not (tmp_path / "r").exists()
+
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a))
+    for command in (["train", "--out", str(tmp_path / "r2")], ["export", str(tmp_path), "--out", "g.onnx"]):
+        code, err = dcgan(*command, capsys=capsys)
+        assert code == 2 and "needs the [train] extra" in err and err.count("\n") == 1
+    assert not (tmp_path / "r2").exists()

@@ -9,7 +9,8 @@ combined model with ``discriminator.trainable = False`` and relies on the order 
 ``compile()`` calls to keep the flag from applying to the discriminator's own updates; its author
 was confused by it, and so is every reader. Here each update differentiates and applies to
 exactly one network's ``trainable_variables``, so no flag or call order can leak an update
-across networks (tests/test_gan.py proves it bit for bit).
+across networks (tests/test_train.py::test_each_update_changes_only_its_own_network proves
+it bit for bit).
 """
 
 from __future__ import annotations
@@ -109,7 +110,9 @@ class DCGAN(keras.Model):
     def update_ema(self):
         """ema = d * ema + (1 - d) * weights, with d warming up as min(decay, (1 + t) / (10 + t))
         over generator updates t (as tf.train.ExponentialMovingAverage's num_updates), so early
-        averages are not dominated by the random initialisation. BatchNorm statistics are copied."""
+        averages are not dominated by the random initialisation. BatchNorm moving statistics are
+        copied, not averaged: they are already running averages of the live generator's
+        activations, as in StyleGAN's averaged generator."""
         t = tf.cast(self.g_optimizer.iterations, tf.float32)
         decay = tf.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
         for ema, weight in zip(self.ema_generator.weights, self.generator.weights):

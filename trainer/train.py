@@ -94,6 +94,9 @@ def prepare(config: TrainConfig, resume: str | None = None, force: bool = False,
         start = 0
     config.validate()
     data = datasets.load(config.data)
+    if config.eval_every and not data.name.startswith("mnist"):
+        raise DcganError("--eval-every scores samples with a digit classifier: it is for --data mnist-8k "
+                         f"or mnist, not {config.data!r}")
     per_iteration = config.batch_size * config.d_steps
     if per_iteration > len(data):
         raise DcganError(f"--batch-size {config.batch_size} x --d-steps {config.d_steps} = {per_iteration} "
@@ -119,6 +122,9 @@ def _claim_run_dir(run_dir: Path, force: bool) -> None:
         if not force:
             raise DcganError(f"--out {run_dir} already exists and is not empty: "
                              f"use --resume {run_dir} to continue it, or --force to start over")
+        if not _is_run_dir(run_dir):
+            raise DcganError(f"--out {run_dir} is not empty and is not a dcgan run directory "
+                             "(no config.json of ours): refusing to clear it, even with --force")
         for name in RUN_ARTIFACTS:
             target = run_dir / name
             if target.is_dir():
@@ -132,6 +138,13 @@ def _claim_run_dir(run_dir: Path, force: bool) -> None:
         probe.unlink()
     except OSError as exc:
         raise DcganError(f"cannot write to --out {run_dir}: {exc.strerror or exc}") from None
+
+
+def _is_run_dir(run_dir: Path) -> bool:
+    try:
+        return "options" in json.loads((run_dir / CONFIG).read_text())
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def _load_config(run_dir: Path) -> TrainConfig:

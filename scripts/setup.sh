@@ -3,7 +3,10 @@
 # serving and test extras) and the Node.js example's packages. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x .venv/bin/python ] || python3 -m venv .venv
+python3 -c 'import sys; assert sys.version_info >= (3, 10)' 2>/dev/null \
+  || { echo "setup: needs Python 3.10 or newer as python3" >&2; exit 1; }
+[ -x .venv/bin/python ] || python3 -m venv .venv \
+  || { echo "setup: python3 -m venv failed (on Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }
 .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[train,serve,test]'
 if command -v npm >/dev/null 2>&1; then
   # --ignore-scripts: onnxruntime-node's CPU binaries ship in the package; its install script

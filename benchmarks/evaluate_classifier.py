@@ -20,7 +20,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dcgan_export import datasets  # noqa: E402
-from dcgan_export.evaluate import Evaluator, default_classifier_path, pixels_to_images  # noqa: E402
+from dcgan_export.evaluate import Evaluator, default_classifier_path  # noqa: E402
+from dcgan_export.images import pixels_to_images  # noqa: E402
 
 
 def main() -> None:

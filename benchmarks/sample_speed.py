@@ -43,23 +43,6 @@ def rate(run, z, seconds: float) -> float:
             return count * len(z) / elapsed
 
 
-def random_generator(path: Path) -> Path:
-    import keras
-
-    from trainer.models import build_generator
-
-    keras.utils.set_random_seed(0)
-    model = build_generator()
-    rng = np.random.default_rng(0)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(rng.normal(0, 0.3, c).astype(np.float32))
-            layer.moving_variance.assign(rng.uniform(0.3, 2.0, c).astype(np.float32))
-    model.save(path)
-    return path
-
-
 def profile(onnx_path: Path, batch: int, workdir: Path) -> None:
     """onnxruntime's per-operator time share for the optimised graph."""
     import onnxruntime as ort
@@ -119,7 +102,10 @@ def main() -> None:
     if args.model is None:
         print("WARNING: models/generator.keras not found; benchmarking a random-weight generator "
               "(speed does not depend on the weights, quality does)")
-        keras_path = random_generator(workdir / "generator.keras")
+        from trainer.testing import random_generator
+
+        keras_path = workdir / "generator.keras"
+        random_generator().save(keras_path)
     else:
         keras_path = Path(args.model)
 

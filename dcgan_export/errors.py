@@ -14,3 +14,10 @@ class DcganError(ValueError):
     def __init__(self, message: str, exit_code: int = 2):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), or its type name if empty:
+    library errors can span pages, and a DcganError must stay one line."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__

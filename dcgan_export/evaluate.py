@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-import onnxruntime as ort
 
 from .errors import DcganError
+from .images import pixels_to_images
+from .runtime import open_session, shipped_file
 
 CLASSIFIER_FILENAME = "mnist_classifier.onnx"
 INPUT_NAME = "images"
@@ -34,20 +35,12 @@ REFERENCE_DATA = "mnist-8k"
 LOW_SHARE = 0.02  # a digit under 2% of samples has (nearly) vanished: one tenth of its fair share
 HIGH_SHARE = 0.30  # one digit over 30% is three times its fair share
 BATCH = 500
+MAX_N = 1_000_000  # score_batches keeps ~600 bytes per image: at most ~0.6 GB
 
 
 def default_classifier_path() -> Path:
-    """The shipped classifier: inside the installed package, or ``models/`` of a source checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "shipped" / CLASSIFIER_FILENAME, here.parent / "models" / CLASSIFIER_FILENAME):
-        if candidate.is_file():
-            return candidate
-    raise DcganError(f"no shipped classifier found (looked for {CLASSIFIER_FILENAME} in the package and in models/)")
-
-
-def pixels_to_images(pixels: np.ndarray) -> np.ndarray:
-    """uint8 [n, 28, 28] -> float32 [n, 28, 28, 1] in [-1, 1], the generator's output scaling."""
-    return ((np.asarray(pixels, dtype=np.float32) - 127.5) / 127.5)[..., None]
+    """The shipped classifier."""
+    return shipped_file(CLASSIFIER_FILENAME)
 
 
 # -- the figures, as plain functions of numpy arrays -------------------------------------------
@@ -133,15 +126,7 @@ class Evaluator:
         path = default_classifier_path() if classifier_path is None else Path(classifier_path)
         if not path.is_file():
             raise DcganError(f"classifier not found: {path}")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        try:
-            self._session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own types for corrupt or invalid files
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DcganError(f"{path}: not a loadable ONNX model ({first})") from None
+        self._session = open_session(path, threads)
         self._check_contract(path)
         self.classifier_path = path
         self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
@@ -200,7 +185,12 @@ class Evaluator:
         return self.score_batches([images])
 
     def score_batches(self, batches: Iterable[np.ndarray]) -> dict:
-        """All the figures for images arriving in batches (bounded memory for any n)."""
+        """All the figures for images arriving in batches.
+
+        Images are classified batch by batch and dropped, but the probabilities and features of
+        every image are kept (about 600 bytes each) for the covariance and the class figures:
+        memory grows with n, which is why ``evaluate_generator`` caps n at MAX_N.
+        """
         probs, features = [], []
         for batch in batches:
             p, f = self.classify(batch)
@@ -252,7 +242,11 @@ def evaluate_generator(model: str | os.PathLike | None, n: int = 10000, seed: in
     from .runtime import Sampler
 
     if n < 1:
-        raise DcganError(f"n must be >= 1, got {n}")
+        raise DcganError(f"--n must be >= 1, got {n}")
+    if n > MAX_N:
+        raise DcganError(f"--n must be <= {MAX_N:,} (memory grows with n), got {n}")
+    if batch_size < 1:
+        raise DcganError(f"--batch-size must be >= 1, got {batch_size}")
     evaluator = evaluator or Evaluator(classifier_path)
     sampler = Sampler(model)
     figures = evaluator.score_batches(sampler.iter_batches(n, seed=seed, batch_size=batch_size))

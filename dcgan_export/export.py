@@ -28,12 +28,11 @@ import numpy as np
 
 from . import subpixel
 from .atomic import atomic_write_bytes
-from .errors import DcganError
-from .runtime import IMAGES_OUTPUT, PIXELS_OUTPUT, to_pixels
+from .errors import DcganError, first_line
+from .runtime import IMAGES_OUTPUT, PIXELS_OUTPUT, open_session, to_pixels
 
 GENERATOR_FILENAME = "generator.keras"
 IMAGE_SHAPE = (28, 28, 1)
-OPSET = 17
 PARITY_SEED = 20240611
 PARITY_VECTORS = 1024
 PARITY_BATCH_SIZES = (1, 257)
@@ -372,17 +371,24 @@ def resolve_source(src: str | os.PathLike) -> tuple[Path, Path | None]:
         if not model.is_file():
             raise DcganError(f"{path}: not a run directory with a trained generator (no {GENERATOR_FILENAME})")
         return model, path
+    if path.suffix != ".keras":  # checked here, before TensorFlow's seconds of import time
+        raise DcganError(f"{path}: not a Keras model file (expected a .keras file)")
     if path.name == GENERATOR_FILENAME and (path.parent / "config.json").is_file():
         return path, path.parent  # generator.keras inside a run directory: use its records too
     return path, None
 
 
-def check_output_path(out: str | os.PathLike) -> Path:
-    """Fail before any slow work if ``out`` can never be written."""
+def check_output_path(out: str | os.PathLike, source: Path | None = None) -> Path:
+    """Fail before any slow work if ``out`` can never be written, or would overwrite ``source``."""
     path = Path(out)
     parent = path.parent
     if path.is_dir():
         raise DcganError(f"--out {path}: is a directory; give a file name such as {path / 'generator.onnx'}")
+    if source is not None and (path.resolve() == source.resolve()
+                               or (path.exists() and os.path.samefile(path, source))):
+        raise DcganError(f"--out {path}: is the source model itself; give another file name")
+    if path.suffix != ".onnx":
+        raise DcganError(f"--out must end in .onnx, got {path}")
     if not parent.exists():
         raise DcganError(f"--out {path}: directory {parent} does not exist")
     if not parent.is_dir():
@@ -394,15 +400,15 @@ def check_output_path(out: str | os.PathLike) -> Path:
 
 def load_generator(path: Path):
     """keras.models.load_model(safe_mode=True), with a one-line error for anything that is not one."""
+    if path.suffix != ".keras":  # before the import: a typo fails in milliseconds
+        raise DcganError(f"{path}: not a Keras model file (expected a .keras file)")
     _quiet_tensorflow()
     import keras
 
-    if path.suffix != ".keras":
-        raise DcganError(f"{path}: not a Keras model file (expected a .keras file)")
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:
-        raise DcganError(f"{path}: not a loadable Keras model ({_first_line(exc)})") from None
+        raise DcganError(f"{path}: not a loadable Keras model ({first_line(exc)})") from None
     if not isinstance(model, keras.Model):
         raise DcganError(f"{path}: not a Keras model")
     return as_float32(model)
@@ -430,7 +436,7 @@ def as_float32(model):
         clone = type(model).from_config(to_float32(model.get_config()))
         clone.set_weights(model.get_weights())
     except Exception as exc:
-        raise DcganError(f"cannot run model {model.name!r} in float32 for export ({_first_line(exc)})") from None
+        raise DcganError(f"cannot run model {model.name!r} in float32 for export ({first_line(exc)})") from None
     return clone
 
 
@@ -460,7 +466,7 @@ def _read_json(path: Path, echo):
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        echo(f"warning: ignoring {path} ({_first_line(exc)})")
+        echo(f"warning: ignoring {path} ({first_line(exc)})")
         return None
 
 
@@ -469,13 +475,10 @@ def convert(function: InferenceFunction):
     _quiet_tensorflow()
     import onnx
 
-    from .onnx_convert import convert_function
+    from .onnx_convert import convert_function, name_batch_dimension
 
-    model = convert_function(function, function.input_signature(), [IMAGES_OUTPUT, PIXELS_OUTPUT], opset=OPSET)
-    for value in [*model.graph.input, *model.graph.output]:
-        dims = value.type.tensor_type.shape.dim
-        if dims and not dims[0].HasField("dim_value"):
-            dims[0].dim_param = "N"
+    model = name_batch_dimension(convert_function(function, function.input_signature(),
+                                                  [IMAGES_OUTPUT, PIXELS_OUTPUT]))
     onnx.checker.check_model(model, full_check=True)
     return model
 
@@ -491,47 +494,46 @@ def parity_noise(latent_dim: int) -> np.ndarray:
 
 def parity_check(model_bytes: bytes, keras_generator, atol: float) -> dict:
     """Run the ONNX model in onnxruntime and the Keras generator (training=False) on the same noise."""
-    import onnxruntime as ort
-
     latent_dim = check_generator(keras_generator)
     z = parity_noise(latent_dim)
     reference = np.concatenate([np.asarray(keras_generator(z[i:i + 257], training=False), np.float32)
                                 for i in range(0, len(z), 257)])
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+    # max() skips NaN, so a broken reference (NaN weights) would otherwise compare as "equal"
+    reference_finite = bool(np.isfinite(reference).all())
+    session = open_session(model_bytes, label="exported model")
     input_name = session.get_inputs()[0].name
     max_diff = 0.0
     sum_diff = 0.0
     pixels_differing = 0
     pixels_inconsistent = 0
     finite = True
-    reference_pixels = to_pixels(reference)
-    for batch_size in PARITY_BATCH_SIZES:
-        for i in range(0, len(z), batch_size):
-            images, pixels = session.run([IMAGES_OUTPUT, PIXELS_OUTPUT], {input_name: z[i:i + batch_size]})
-            if images.shape != reference[i:i + batch_size].shape or pixels.dtype != np.uint8:
-                raise DcganError(f"exported model returned images {images.shape} / pixels {pixels.dtype}, "
-                                 f"expected {reference[i:i + batch_size].shape} / uint8")
-            finite = finite and bool(np.isfinite(images).all())
-            diff = np.abs(images.astype(np.float64) - reference[i:i + batch_size])
-            max_diff = max(max_diff, float(diff.max()))
-            sum_diff += float(diff.sum())
-            pixels_differing += int((pixels != reference_pixels[i:i + batch_size]).sum())
-            pixels_inconsistent += int((pixels != to_pixels(images)).sum())
+    with np.errstate(invalid="ignore"):  # NaN images cast to junk pixels: reported below, not warned
+        reference_pixels = to_pixels(reference)
+        for batch_size in PARITY_BATCH_SIZES:
+            for i in range(0, len(z), batch_size):
+                images, pixels = session.run([IMAGES_OUTPUT, PIXELS_OUTPUT], {input_name: z[i:i + batch_size]})
+                if images.shape != reference[i:i + batch_size].shape or pixels.dtype != np.uint8:
+                    raise DcganError(f"exported model returned images {images.shape} / pixels {pixels.dtype}, "
+                                     f"expected {reference[i:i + batch_size].shape} / uint8")
+                finite = finite and bool(np.isfinite(images).all())
+                diff = np.abs(images.astype(np.float64) - reference[i:i + batch_size])
+                max_diff = max(max_diff, float(diff.max()))
+                sum_diff += float(diff.sum())
+                pixels_differing += int((pixels != reference_pixels[i:i + batch_size]).sum())
+                pixels_inconsistent += int((pixels != to_pixels(images)).sum())
     runs = len(PARITY_BATCH_SIZES)
     mean_diff = sum_diff / (runs * reference.size)
     return {
         "vectors": len(z),
         "batch_sizes": list(PARITY_BATCH_SIZES),
-        "max_abs_diff": max_diff if finite else float("inf"),
+        "max_abs_diff": max_diff if finite and reference_finite else float("inf"),
         "mean_abs_diff": mean_diff,
         "pixels_differing": pixels_differing,
         "pixels_compared": runs * reference_pixels.size,
         "pixels_output_mismatches": pixels_inconsistent,
         "atol": atol,
-        "passed": finite and max_diff <= atol and pixels_inconsistent == 0,
+        "reference_finite": reference_finite,
+        "passed": reference_finite and finite and max_diff <= atol and pixels_inconsistent == 0,
     }
 
 
@@ -591,7 +593,7 @@ def export_generator(src: str | os.PathLike, out: str | os.PathLike, optimize: b
     if not (atol >= 0):
         raise DcganError(f"--atol must be >= 0, got {atol}")
     source, run_dir = resolve_source(src)
-    out = check_output_path(out)
+    out = check_output_path(out, source)
     records = run_records(run_dir, echo)
     keras_generator = load_generator(source)
     function = build_inference_function(keras_generator, optimize=optimize)
@@ -620,7 +622,8 @@ def export_generator(src: str | os.PathLike, out: str | os.PathLike, optimize: b
     report["seconds"] = time.perf_counter() - started
     echo(format_report(report))
     if not parity["passed"]:
-        why = ("non-finite output" if report["max_abs_diff"] == float("inf")
+        why = ("the Keras generator's own output is not finite (NaN or inf)" if not report["reference_finite"]
+               else "non-finite output" if report["max_abs_diff"] == float("inf")
                else f"max |diff| {report['max_abs_diff']:.3e} > atol {atol:g}"
                if report["max_abs_diff"] > atol
                else f"{report['pixels_output_mismatches']} 'pixels' values disagree with 'images'")
@@ -634,11 +637,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _quiet_tensorflow() -> None:

@@ -33,3 +33,16 @@ def convert_function(function, input_signature, output_names: list[str], opset: 
     for out in graph_outputs:
         out.name = renames[out.name]
     return model_proto
+
+
+def name_batch_dimension(model_proto, name: str = "N"):
+    """Give the dynamic first dimension of every graph input and output the name ``name``.
+
+    tf2onnx names it ``unk__<n>``, differently per tensor, so a reader cannot tell that inputs and
+    outputs share one batch size; one name says so. Returns ``model_proto`` (changed in place).
+    """
+    for value in [*model_proto.graph.input, *model_proto.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = name
+    return model_proto

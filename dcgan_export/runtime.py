@@ -22,20 +22,49 @@ from typing import Iterator
 import numpy as np
 import onnxruntime as ort
 
-from .errors import DcganError
+from .errors import DcganError, first_line
 
 MODEL_FILENAME = "generator.onnx"
 IMAGES_OUTPUT = "images"
 PIXELS_OUTPUT = "pixels"
 
 
-def default_model_path() -> Path:
-    """The shipped generator: inside the installed package, or ``models/`` of a source checkout."""
+def shipped_file(filename: str) -> Path:
+    """A file shipped with dcgan: inside the installed package (``dcgan_export/shipped/``) first,
+    then ``models/`` of a source checkout, so one lookup serves wheels and checkouts alike."""
     here = Path(__file__).resolve().parent
-    for candidate in (here / "shipped" / MODEL_FILENAME, here.parent / "models" / MODEL_FILENAME):
+    for candidate in (here / "shipped" / filename, here.parent / "models" / filename):
         if candidate.is_file():
             return candidate
-    raise DcganError(f"no shipped model found (looked for {MODEL_FILENAME} in the package and in models/)")
+    raise DcganError(f"no shipped {filename} found (looked in the package's shipped/ and in models/)")
+
+
+def default_model_path() -> Path:
+    """The shipped generator."""
+    return shipped_file(MODEL_FILENAME)
+
+
+def open_session(model: str | os.PathLike | bytes, threads: int | None = None, label: str | None = None,
+                 providers: list[str] | None = None) -> ort.InferenceSession:
+    """An onnxruntime session set up the one way dcgan runs models, or a one-line DcganError.
+
+    ``model``: a file path or serialized bytes; ``threads``: intra-op threads (default: physical
+    cores); ``label``: how the error names the model (default: its path). Full graph
+    optimisation, CPU provider, warnings silenced (onnxruntime logs harmless notes at level 2).
+    """
+    if threads is not None and threads < 1:
+        raise DcganError(f"threads must be >= 1, got {threads}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or physical_cores()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    source = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(source, sess_options=options, providers=providers or ["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own types for corrupt or invalid files
+        name = label or ("ONNX model bytes" if isinstance(model, bytes) else str(model))
+        raise DcganError(f"{name}: not a loadable ONNX model ({first_line(exc)})") from None
 
 
 def physical_cores() -> int:
@@ -93,20 +122,7 @@ class Sampler:
         path = default_model_path() if model is None else Path(model)
         if not path.is_file():
             raise DcganError(f"model not found: {path}")
-        if threads is not None and threads < 1:
-            raise DcganError(f"threads must be >= 1, got {threads}")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or physical_cores()
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        try:
-            self._session = ort.InferenceSession(
-                str(path), sess_options=options, providers=providers or ["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own types for corrupt or invalid files
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DcganError(f"{path}: not a loadable ONNX model ({first})") from None
+        self._session = open_session(path, threads, providers=providers)
         self.model_path = path
         inputs = self._session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 2 or not isinstance(inputs[0].shape[1], int):

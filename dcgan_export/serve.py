@@ -27,9 +27,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .errors import DcganError
+from .errors import DcganError, first_line
 from .images import make_grid, png_bytes
-from .runtime import Sampler
+from .runtime import Sampler, resolve_seed
 
 MAX_N = 1024
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -75,8 +75,7 @@ def create_app(sampler: Sampler) -> Starlette:
         fmt = params.get("format", "png")
         if fmt not in ("png", "npy"):
             raise BadRequest(f"format must be png or npy, got {fmt!r}")
-        if seed is None:
-            seed = int(np.random.SeedSequence().entropy % (MAX_SEED + 1))
+        seed = resolve_seed(seed)
         headers = {"X-Seed": str(seed)}
         if fmt == "npy":
             body = await in_thread(lambda: npy_bytes(sampler.sample_pixels(n, seed)))
@@ -229,11 +228,6 @@ def npy_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
     return buf.getvalue()
-
-
-def first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def run(sampler: Sampler, host: str, port: int, log_level: str = "info") -> None:

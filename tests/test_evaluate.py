@@ -20,8 +20,10 @@ from dcgan_export.evaluate import (
     frechet_distance,
     kl_from_uniform,
     mode_collapse_warnings,
-    pixels_to_images,
 )
+from dcgan_export.errors import first_line
+from dcgan_export.images import pixels_to_images
+from dcgan_export.runtime import open_session, shipped_file
 
 # -- Frechet distance against closed forms ----------------------------------------------------
 
@@ -212,8 +214,11 @@ def test_cli_eval_json_without_tensorflow(tmp_path):
     assert report["classifier"] == str(evaluate.default_classifier_path())
     assert report["classifier_accuracy"] >= 0.98
     assert len(report["class_shares"]) == 10
-    for warning in report["warnings"]:  # also shouted on stderr
-        assert f"WARNING: {warning}" in result.stderr
+    # the warnings are the thresholds applied to these shares, each shouted once on stderr (and
+    # none shouted when there are none): holds whether or not this tiny generator collapses
+    assert report["warnings"] == mode_collapse_warnings(report["class_shares"])
+    shouted = [line for line in result.stderr.splitlines() if line.startswith("WARNING: ")]
+    assert shouted == [f"WARNING: {warning}" for warning in report["warnings"]]
 
 
 def test_cli_eval_table(tiny_generator_onnx):
@@ -239,6 +244,47 @@ def test_cli_eval_bad_numbers(tiny_generator_onnx, args, message):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Error: {message}"), result.stderr
+
+
+def test_evaluate_generator_checks_its_numbers_before_loading_anything(tmp_path):
+    # dcgan eval's only checks: messages name the CLI options; no model is opened first
+    missing = tmp_path / "missing.onnx"
+    for kwargs, message in [
+        (dict(n=0), "--n must be >= 1, got 0"),
+        (dict(n=1_000_001), "--n must be <= 1,000,000"),
+        (dict(n=10, batch_size=0), "--batch-size must be >= 1, got 0"),
+    ]:
+        with pytest.raises(DcganError, match=f"^{message}"):
+            evaluate.evaluate_generator(missing, classifier_path=missing, **kwargs)
+
+
+def test_cli_eval_refuses_n_over_a_million(tiny_generator_onnx):
+    result = run_dcgan("eval", str(tiny_generator_onnx), "--n", "1000001")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "Error: --n must be <= 1,000,000 (memory grows with n), got 1000001"]
+
+
+def test_shared_helpers_behave_as_their_callers_need(tmp_path):
+    pixels = np.array([[[0, 255], [127, 128]]], np.uint8)
+    images = pixels_to_images(pixels)
+    assert images.dtype == np.float32 and images.shape == (1, 2, 2, 1)
+    np.testing.assert_allclose(images[0, :, :, 0], [[-1.0, 1.0], [-0.5 / 127.5, 0.5 / 127.5]], rtol=1e-6)
+    assert first_line(ValueError("first\nsecond")) == "first"
+    assert first_line(ValueError("")) == "ValueError" and len(first_line(ValueError("x" * 500))) == 200
+    assert shipped_file("mnist_classifier.onnx") == evaluate.default_classifier_path()
+    with pytest.raises(DcganError, match="no shipped no-such-file.onnx found"):
+        shipped_file("no-such-file.onnx")
+    session = open_session(evaluate.default_classifier_path().read_bytes(), threads=1)
+    assert session.get_providers() == ["CPUExecutionProvider"]
+    with pytest.raises(DcganError, match=r"^exported thing: not a loadable ONNX model \(.+\)$"):
+        open_session(b"junk", label="exported thing")
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"junk")
+    with pytest.raises(DcganError, match=f"^{corrupt}: not a loadable ONNX model"):
+        open_session(corrupt)
+    with pytest.raises(DcganError, match="threads must be >= 1"):
+        open_session(corrupt, threads=0)
 
 
 def test_cli_eval_bad_files(tmp_path, tiny_generator_onnx):

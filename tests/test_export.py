@@ -25,22 +25,9 @@ export = pytest.importorskip("dcgan_export.export")
 
 
 def save_random_generator(path: Path, seed: int = 0) -> Path:
-    """The recipe generator with random weights and random (non-identity) BatchNorm statistics."""
-    from trainer.models import build_generator
+    from trainer.testing import random_generator
 
-    keras.utils.set_random_seed(seed)
-    model = build_generator()
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.moving_mean.shape[0]
-            layer.gamma.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
-            layer.beta.assign(rng.normal(0, 0.2, c).astype(np.float32))
-            layer.moving_mean.assign(rng.normal(0, 0.3, c).astype(np.float32))
-            layer.moving_variance.assign(rng.uniform(0.3, 2.0, c).astype(np.float32))
-        elif getattr(layer, "bias", None) is not None:
-            layer.bias.assign(rng.normal(0, 0.05, layer.bias.shape).astype(np.float32))
-    model.save(path)
+    random_generator(seed).save(path)
     return path
 
 
@@ -184,6 +171,26 @@ def test_a_failed_write_keeps_the_existing_file(generator_keras, tmp_path, monke
     assert out.read_bytes() == b"old"
 
 
+def test_parity_gate_refuses_a_generator_whose_own_output_is_not_finite(exported, tmp_path):
+    from trainer.testing import random_generator
+
+    model = random_generator(0)  # the weights of the exported fixture, but one NaN
+    kernel = model.get_layer("dense").kernel
+    broken = kernel.numpy()
+    broken[0, 0] = np.nan
+    kernel.assign(broken)
+    # a finite ONNX model against the NaN reference: max() skips NaN, so this used to pass
+    parity = export.parity_check(exported[0].read_bytes(), model, atol=1e-4)
+    assert parity["reference_finite"] is False and parity["passed"] is False
+    assert parity["max_abs_diff"] == float("inf")
+    source, out = tmp_path / "nan.keras", tmp_path / "g.onnx"
+    model.save(source)
+    with pytest.raises(DcganError, match="Keras generator's own output is not finite") as info:
+        export.export_generator(source, out, echo=lambda s: None)
+    assert info.value.exit_code == 1 and "\n" not in str(info.value)
+    assert not out.exists()
+
+
 def test_a_mixed_precision_generator_is_exported_in_float32(tmp_path):
     from trainer.models import build_generator
 
@@ -250,6 +257,51 @@ def test_output_directory_must_exist_and_be_a_directory(generator_keras, tmp_pat
         export.export_generator(generator_keras, tmp_path / "file" / "g.onnx")
     with pytest.raises(DcganError, match="is a directory"):
         export.export_generator(generator_keras, tmp_path)
+
+
+def test_out_must_be_an_onnx_file_and_not_the_source(generator_keras, tmp_path):
+    before = generator_keras.read_bytes()
+    with pytest.raises(DcganError, match=r"^--out must end in \.onnx, got .*g\.keras$"):
+        export.export_generator(generator_keras, tmp_path / "g.keras")
+    with pytest.raises(DcganError, match=r"^--out must end in \.onnx"):
+        export.export_generator(generator_keras, tmp_path / "generator")
+    for same in (generator_keras, generator_keras.parent / ".." / generator_keras.parent.name / generator_keras.name):
+        with pytest.raises(DcganError, match="is the source model itself"):
+            export.export_generator(same, same)
+    link = tmp_path / "g.onnx"  # ends in .onnx, but is the source through a symlink
+    link.symlink_to(generator_keras)
+    with pytest.raises(DcganError, match="is the source model itself"):
+        export.export_generator(generator_keras, link)
+    assert generator_keras.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.onnx"]
+
+
+def test_bad_paths_fail_before_tensorflow_is_imported(generator_keras, tmp_path):
+    # A typo must fail in milliseconds, not after TensorFlow's seconds of import.
+    not_keras = tmp_path / "generator.h5"
+    not_keras.write_bytes(b"weights")
+    cases = [
+        (not_keras, tmp_path / "g.onnx", "not a Keras model file (expected a .keras file)"),
+        (tmp_path / "typo.keras", tmp_path / "g.onnx", "no such file or directory"),
+        (generator_keras, tmp_path / "g.onx", "--out must end in .onnx"),
+        (generator_keras, generator_keras, "is the source model itself"),
+    ]
+    code = ("import sys\n"
+            "from dcgan_export import DcganError\n"
+            "from dcgan_export.export import export_generator\n"
+            f"for src, out in {[(str(a), str(b)) for a, b, _ in cases]!r}:\n"
+            "    try:\n"
+            "        export_generator(src, out)\n"
+            "    except DcganError as exc:\n"
+            "        print(exc)\n"
+            "print(sorted(m for m in ('tensorflow', 'keras', 'tf2onnx', 'onnx') if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    *errors, heavy = result.stdout.strip().splitlines()
+    assert heavy == "[]"
+    assert len(errors) == len(cases)
+    for line, (_, _, message) in zip(errors, cases):
+        assert message in line
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write anywhere")

@@ -133,7 +133,7 @@ def test_fold_batchnorm_into_dense_matches_keras():
     np.testing.assert_allclose(x @ kernel + bias, model(x, training=False).numpy(), atol=1e-5)
 
 
-def test_recipe_generator_work_drops_from_84_to_31_mflop_per_image():
+def test_recipe_generator_mflop_per_image_84_original_31_two_stage_34_coarse_grid():
     before = 2 * 100 * 6272 + subpixel.conv_flops(14, 14, (5, 5, 128, 64)) + subpixel.conv_flops(28, 28, (5, 5, 64, 1))
     two_stage = (2 * 100 * 6272 + subpixel.conv_flops(7, 7, (3, 3, 128, 4 * 64))
                  + subpixel.conv_flops(14, 14, (3, 3, 64, 4 * 1)))

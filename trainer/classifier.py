@@ -25,13 +25,6 @@ INPUT_NAME = "images"
 OUTPUT_NAMES = ["logits", "features"]
 
 
-def to_unit_range(pixels):
-    """uint8 pixels -> float32 in [-1, 1], the scaling of the generator's ``images`` output."""
-    import numpy as np
-
-    return ((np.asarray(pixels, dtype=np.float32) - 127.5) / 127.5)[..., None]
-
-
 def build_classifier(feature_dim: int = FEATURE_DIM):
     """image [28, 28, 1] in [-1, 1] -> (logits [10], features [feature_dim]).
 
@@ -93,11 +86,12 @@ def train_classifier(out_path: str | os.PathLike, epochs: int = 18, seed: int = 
     import numpy as np
 
     from dcgan_export import datasets
+    from dcgan_export.images import pixels_to_images
 
     train = datasets.load(DATA, "train")
     heldout = datasets.load(DATA, "heldout")
-    x_train, y_train = to_unit_range(train.images), train.labels.astype(np.int64)
-    x_held, y_held = to_unit_range(heldout.images), heldout.labels.astype(np.int64)
+    x_train, y_train = pixels_to_images(train.images), train.labels.astype(np.int64)
+    x_held, y_held = pixels_to_images(heldout.images), heldout.labels.astype(np.int64)
 
     keras.utils.set_random_seed(seed)
     model = build_classifier()
@@ -164,7 +158,7 @@ def export_onnx(model):
     """Keras (logits, features) model -> onnx.ModelProto with input ``images`` [N, 28, 28, 1]."""
     import tensorflow as tf
 
-    from dcgan_export.onnx_convert import convert_function
+    from dcgan_export.onnx_convert import convert_function, name_batch_dimension
 
     def forward(images):
         logits, features = model(images, training=False)
@@ -178,15 +172,13 @@ def export_onnx(model):
         for node in proto.graph.node:
             node.input[:] = [INPUT_NAME if i == old else i for i in node.input]
         graph_input.name = INPUT_NAME
-    for value in [graph_input, *proto.graph.output]:  # tf2onnx names the batch dimension unk__N
-        value.type.tensor_type.shape.dim[0].dim_param = "N"
-    return proto
+    return name_batch_dimension(proto)
 
 
 def _run_onnx(model_bytes: bytes, images):
-    import onnxruntime as ort
+    from dcgan_export.runtime import open_session
 
-    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    session = open_session(model_bytes, label="exported classifier")
     return session.run(OUTPUT_NAMES, {INPUT_NAME: images})
 
 

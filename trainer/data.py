@@ -5,10 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-
-def to_unit_range(images: np.ndarray) -> np.ndarray:
-    """uint8 [n, 28, 28] -> float32 [n, 28, 28, 1] in [-1, 1], (x - 127.5) / 127.5."""
-    return ((images.astype(np.float32) - 127.5) / 127.5)[..., None]
+from dcgan_export.images import pixels_to_images
 
 
 def make_dataset(images: np.ndarray, batch_size: int, d_steps: int, seed: int,
@@ -20,7 +17,7 @@ def make_dataset(images: np.ndarray, batch_size: int, d_steps: int, seed: int,
     """
     per_iteration = batch_size * d_steps
     return (
-        tf.data.Dataset.from_tensor_slices(to_unit_range(images))
+        tf.data.Dataset.from_tensor_slices(pixels_to_images(images))
         .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
         .repeat()
         .skip(start_iteration * per_iteration)

@@ -147,10 +147,6 @@ def eval_command(model: str, n: int, seed: int, classifier: str | None, batch_si
 
     from .evaluate import evaluate_generator, format_report
 
-    if n < 1:
-        raise DcganError(f"--n must be >= 1, got {n}")
-    if batch_size < 1:
-        raise DcganError(f"--batch-size must be >= 1, got {batch_size}")
     report = evaluate_generator(model, n=n, seed=seed, classifier_path=classifier, batch_size=batch_size)
     click.echo(json.dumps(report) if as_json else format_report(report))
     for warning in report["warnings"]:

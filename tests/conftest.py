@@ -62,3 +62,16 @@ def run_dcgan(*args: str, cwd: Path | None = None, timeout: float = 600, env: di
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     return subprocess.run([sys.executable, "-m", "dcgan_export.cli", *args], cwd=cwd or ROOT,
                           capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def dcgan_in_process(*args: str, capsys):
+    """Run the CLI in this process (fast: no interpreter start); return (exit code, stdout, stderr)."""
+    from dcgan_export.cli import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

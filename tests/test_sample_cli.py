@@ -9,20 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, dcgan_in_process
 from dcgan_export import Sampler
-from dcgan_export.cli import main
 from dcgan_export.images import make_grid
 
 
-def dcgan(*args, capsys):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+dcgan = dcgan_in_process
 
 
 @pytest.fixture

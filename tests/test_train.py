@@ -15,20 +15,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, run_dcgan
-from dcgan_export.cli import main
+from conftest import ROOT, dcgan_in_process, run_dcgan
 
 FAST = ["--batch-size", "8", "--sample-every", "5", "--quiet"]
 
 
 def dcgan(*args, capsys):
     """Run the CLI in this process; return (exit code, stderr)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
+    code, _, err = dcgan_in_process(*args, capsys=capsys)
+    return code, err
 
 
 def loss_rows(run_dir):

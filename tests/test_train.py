@@ -275,3 +275,21 @@ def test_eval_every_needs_digits_and_light_install_needs_train_extra(tmp_path, c
         code, err = dcgan(*command, capsys=capsys)
         assert code == 2 and "needs the [train] extra" in err and err.count("\n") == 1
     assert not (tmp_path / "r2").exists()
+
+
+def test_eval_every_logs_quality_and_warns_on_collapse(tmp_path, capsys):
+    out = tmp_path / "ev"
+    code, _, err = dcgan_in_process("train", "--iterations", "10", *FAST, "--eval-every", "5", "--eval-samples", "200",
+                                    "--tensorboard", "--out", str(out), capsys=capsys)
+    assert code == 0
+    with open(out / "eval.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["iteration"]) for r in rows] == [5, 10]
+    assert all(abs(sum(float(r[f"share_{d}"]) for d in range(10)) - 1) < 1e-3 for r in rows)
+    assert all(float(r["fid"]) > float(r["fid_floor"]) > 0 for r in rows)
+    # after 10 iterations the samples are noise the classifier files under one or two digits
+    assert "MODE COLLAPSE?" in err and "WARNING (iteration 5)" in err
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = EventAccumulator(str(out / "tb")).Reload().Tags()
+    assert {"eval/fid", "eval/min_class_share", "g_loss"} <= set(tags.get("tensors", []) + tags.get("scalars", []))

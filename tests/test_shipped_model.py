@@ -1,0 +1,54 @@
+"""The generator we ship in models/: present, exported through the gate, pinned, and the default."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from PIL import Image
+
+from conftest import ROOT, run_dcgan
+from dcgan_export import Sampler
+from dcgan_export.images import make_grid
+from dcgan_export.runtime import default_model_path
+
+MODELS = ROOT / "models"
+
+# A handful of output pixels of the shipped model, (seed, image index, row, col) -> uint8.
+# A change of the model, of the noise derivation or of the export shows up here first; after a
+# deliberate retrain, update them with the snippet in models/README.md.
+PINNED = {}
+
+
+def test_shipped_files_are_there_and_small():
+    for name in ("generator.onnx", "generator.keras", "mnist_classifier.onnx", "README.md"):
+        assert (MODELS / name).is_file(), f"models/{name} is missing"
+    assert sum(p.stat().st_size for p in MODELS.iterdir()) < 10 * 2**20
+    card = (MODELS / "README.md").read_text()
+    assert "CC BY-SA 3.0" in card and "dcgan train" in card and "classifier FID" in card
+
+
+def test_shipped_generator_passed_the_parity_gate_and_says_where_it_came_from():
+    meta = Sampler().metadata
+    assert meta["optimized"] == "true"
+    assert float(meta["parity_max_abs_diff"]) <= float(meta["parity_atol"]) <= 1e-4
+    assert meta["dataset"] == "mnist-8k/train"
+    assert int(meta["training_iterations"]) >= 2000
+    assert len(meta["dataset_sha256"]) == 64 and len(meta["source_sha256"]) == 64
+
+
+def test_pinned_pixels_of_the_shipped_model():
+    sampler = Sampler()
+    assert PINNED, "no pinned pixels"
+    for (seed, index, row, col), value in PINNED.items():
+        pixels = sampler.generate_pixels(sampler.noise(1, seed, start=index))[0]
+        assert int(pixels[row, col]) == value, (seed, index, row, col)
+
+
+def test_plain_dcgan_sample_uses_the_shipped_model(tmp_path):
+    result = run_dcgan("sample", "--n", "25", "--out", "grid.png", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    seed = int(re.search(r"seed (\d+)", result.stdout).group(1))
+    grid = np.asarray(Image.open(tmp_path / "grid.png"))
+    expected = make_grid(Sampler(default_model_path()).sample_pixels(25, seed=seed))
+    np.testing.assert_array_equal(grid, expected)

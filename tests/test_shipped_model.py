@@ -17,7 +17,7 @@ MODELS = ROOT / "models"
 # A handful of output pixels of the shipped model, (seed, image index, row, col) -> uint8.
 # A change of the model, of the noise derivation or of the export shows up here first; after a
 # deliberate retrain, update them with the snippet in models/README.md.
-PINNED = {}
+PINNED = {(0, 0, 14, 14): 0, (0, 7, 10, 14): 1, (1, 3, 20, 10): 2, (2, 123, 14, 8): 0, (7, 42, 7, 20): 253}
 
 
 def test_shipped_files_are_there_and_small():

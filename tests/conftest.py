@@ -75,3 +75,12 @@ def dcgan_in_process(*args: str, capsys):
         code = exc.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def randomize_batchnorm(layer, rng) -> None:
+    """Moving statistics and affine parameters far from the identity defaults."""
+    c = layer.moving_mean.shape[0]
+    layer.gamma.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
+    layer.beta.assign(rng.normal(0, 0.3, c).astype(np.float32))
+    layer.moving_mean.assign(rng.normal(0, 0.5, c).astype(np.float32))
+    layer.moving_variance.assign(rng.uniform(0.2, 3.0, c).astype(np.float32))

@@ -9,20 +9,12 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from conftest import randomize_batchnorm  # noqa: E402
 from dcgan_export import subpixel  # noqa: E402
 
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 layers = keras.layers
-
-
-def randomize_batchnorm(layer, rng) -> None:
-    """Moving statistics and affine parameters far from the identity defaults."""
-    c = layer.moving_mean.shape[0]
-    layer.gamma.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
-    layer.beta.assign(rng.normal(0, 0.3, c).astype(np.float32))
-    layer.moving_mean.assign(rng.normal(0, 0.5, c).astype(np.float32))
-    layer.moving_variance.assign(rng.uniform(0.2, 3.0, c).astype(np.float32))
 
 
 def keras_stack(shape, stack, rng):

@@ -22,6 +22,8 @@ from conftest import ROOT, run_dcgan  # noqa: E402
 keras = pytest.importorskip("keras")
 onnx = pytest.importorskip("onnx")
 export = pytest.importorskip("dcgan_export.export")
+from dcgan_export.inference_graph import build_inference_function  # noqa: E402
+from dcgan_export.parity import parity_check  # noqa: E402
 
 
 def save_random_generator(path: Path, seed: int = 0) -> Path:
@@ -102,7 +104,7 @@ def test_build_inference_function_runs_eagerly_and_matches_keras(generator_keras
     z = np.random.default_rng(1).standard_normal((3, 100)).astype(np.float32)
     reference = model(z, training=False).numpy()
     for optimize in (True, False):
-        fn = export.build_inference_function(model, optimize=optimize)
+        fn = build_inference_function(model, optimize=optimize)
         result = fn(z)
         np.testing.assert_allclose(result["images"].numpy(), reference, atol=1e-5, rtol=0)
         np.testing.assert_array_equal(result["pixels"].numpy(), to_pixels(result["images"].numpy()))
@@ -125,11 +127,11 @@ def test_optimiser_handles_other_layer_orders_and_kernel_sizes():
             layer.moving_variance.assign(rng.uniform(0.2, 3.0, c).astype(np.float32))
             layer.beta.assign(rng.normal(0, 0.3, c).astype(np.float32))
     z = rng.standard_normal((3, 16)).astype(np.float32)
-    fn = export.build_inference_function(model)
+    fn = build_inference_function(model)
     assert [s.kind for s in fn.steps].count("affine") == 2 and fn.steps[-1].params == {"factor": 4}
     np.testing.assert_allclose(fn(z)["images"].numpy(), model(z, training=False).numpy(), atol=1e-5, rtol=0)
     flat = keras.Sequential([keras.Input((16,)), L.Dense(784, activation="tanh"), L.Reshape((28, 28, 1))])
-    fn = export.build_inference_function(flat)
+    fn = build_inference_function(flat)
     assert "depth_to_space" not in [s.kind for s in fn.steps]
     np.testing.assert_allclose(fn(z)["images"].numpy(), flat(z).numpy(), atol=1e-6, rtol=0)
 
@@ -180,7 +182,7 @@ def test_parity_gate_refuses_a_generator_whose_own_output_is_not_finite(exported
     broken[0, 0] = np.nan
     kernel.assign(broken)
     # a finite ONNX model against the NaN reference: max() skips NaN, so this used to pass
-    parity = export.parity_check(exported[0].read_bytes(), model, atol=1e-4)
+    parity = parity_check(exported[0].read_bytes(), model, atol=1e-4)
     assert parity["reference_finite"] is False and parity["passed"] is False
     assert parity["max_abs_diff"] == float("inf")
     source, out = tmp_path / "nan.keras", tmp_path / "g.onnx"
@@ -206,7 +208,7 @@ def test_a_mixed_precision_generator_is_exported_in_float32(tmp_path):
     z = np.random.default_rng(2).standard_normal((4, 100)).astype(np.float32)
     reference = model(z, training=False).numpy()
     np.testing.assert_allclose(reference, original(z, training=False).numpy(), atol=5e-3)  # same weights
-    optimised = export.build_inference_function(model)(z)["images"].numpy()
+    optimised = build_inference_function(model)(z)["images"].numpy()
     np.testing.assert_allclose(optimised, reference, atol=1e-5, rtol=0)
 
 
@@ -326,8 +328,8 @@ def test_unknown_layers_are_refused_by_the_optimiser_only():
     model = keras.Sequential([keras.Input((100,)), keras.layers.Dense(7 * 7 * 4), keras.layers.Reshape((7, 7, 4)),
                               keras.layers.Conv2DTranspose(1, 4, strides=4, padding="same")])
     with pytest.raises(DcganError, match="cannot optimise layer.*--no-optimize"):
-        export.build_inference_function(model, optimize=True)
-    assert export.build_inference_function(model, optimize=False).optimized is False
+        build_inference_function(model, optimize=True)
+    assert build_inference_function(model, optimize=False).optimized is False
 
 
 # --- the real CLI ------------------------------------------------------------------------------------

@@ -1,0 +1,339 @@
+"""The generator's inference as a short list of TensorFlow ops that does a third of the work.
+
+Optimised graph for the recipe generator (see ``subpixel.py`` for the algebra)::
+
+    z -> MatMul(BN folded) -> LeakyReLU -> [7x7x128]
+      -> Conv3x3(128 -> 256, phase kernels of up1+conv1, BN folded) -> LeakyReLU
+      -> Conv3x3(256 -> 16, phase kernels of up2+conv2 re-indexed onto the 7x7 grid) -> tanh
+      -> DepthToSpace(4) -> images [N, 28, 28, 1]
+
+The plan is made in numpy (float64) from the trained weights; TensorFlow is imported only to run
+it, inside the functions, so that ``export.py`` can hand it to tf2onnx.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import subpixel
+from .errors import DcganError
+from .runtime import IMAGES_OUTPUT, PIXELS_OUTPUT
+
+IMAGE_SHAPE = (28, 28, 1)
+
+
+@dataclass
+class _Step:
+    """One operation of the optimised graph, with numpy float32 parameters."""
+
+    kind: str  # matmul | conv | affine | act | reshape | nhwc_from_chw | depth_to_space
+    params: dict = field(default_factory=dict)
+
+
+class InferenceFunction:
+    """``fn(z) -> {"images": float32 [N, 28, 28, 1], "pixels": uint8 [N, 28, 28]}`` in TensorFlow ops.
+
+    Built by ``build_inference_function``; pass it to ``onnx_convert.convert_function`` or call it
+    eagerly. ``flops_per_image`` counts the multiply-adds (x 2) of the dense and convolution
+    layers it runs; ``original_flops_per_image`` those of the Keras generator.
+    """
+
+    def __init__(self, model, steps: list[_Step] | None, latent_dim: int,
+                 flops_per_image: int, original_flops_per_image: int):
+        self._model = model
+        self.steps = steps
+        self.optimized = steps is not None
+        self.latent_dim = latent_dim
+        self.flops_per_image = flops_per_image
+        self.original_flops_per_image = original_flops_per_image
+
+    @property
+    def ends_in_tanh(self) -> bool:
+        """float32 tanh lies in [-1, 1] and (x + 1) * 127.5 rounds monotonically: no clip needed."""
+        last = [step for step in self.steps or [] if step.kind != "depth_to_space"][-1:]
+        return bool(last) and last[0].kind == "act" and last[0].params["name"] == "tanh"
+
+    def input_signature(self):
+        import tensorflow as tf
+
+        return [tf.TensorSpec((None, self.latent_dim), tf.float32, name="z")]
+
+    def images(self, z):
+        import tensorflow as tf
+
+        if self.steps is None:
+            return tf.cast(self._model(z, training=False), tf.float32)
+        x = z
+        for step in self.steps:
+            x = _apply(step, x)
+        return x
+
+    def __call__(self, z):
+        import tensorflow as tf
+
+        images = self.images(z)
+        scaled = tf.round((images + 1.0) * 127.5)  # round half to even, as numpy.rint / ONNX Round
+        if not self.ends_in_tanh:
+            scaled = tf.clip_by_value(scaled, 0.0, 255.0)
+        pixels = tf.cast(scaled, tf.uint8)
+        return {IMAGES_OUTPUT: images, PIXELS_OUTPUT: tf.squeeze(pixels, axis=-1)}
+
+    def describe(self) -> str:
+        if self.steps is None:
+            return "the Keras generator as it is"
+        names = []
+        for step in self.steps:
+            p = step.params
+            if step.kind == "conv":
+                k = p["kernel"].shape
+                names.append(f"Conv{k[0]}x{k[1]}({k[2]}->{k[3]})")
+            elif step.kind == "matmul":
+                names.append(f"MatMul({p['kernel'].shape[0]}->{p['kernel'].shape[1]})")
+            elif step.kind == "act":
+                names.append(p["name"])
+            elif step.kind == "depth_to_space":
+                names.append(f"DepthToSpace({p['factor']})")
+            elif step.kind == "affine":
+                names.append("Affine")
+        return " -> ".join(names)
+
+
+def _apply(step: _Step, x):
+    import tensorflow as tf
+
+    p = step.params
+    if step.kind == "matmul":
+        return tf.matmul(x, p["kernel"]) + p["bias"]
+    if step.kind == "conv":
+        return tf.nn.bias_add(tf.nn.conv2d(x, p["kernel"], strides=1, padding="SAME"), p["bias"])
+    if step.kind == "affine":
+        return x * p["scale"] + p["shift"]
+    if step.kind == "act":
+        name = p["name"]
+        if name == "leaky_relu":
+            return tf.nn.leaky_relu(x, alpha=p["alpha"])
+        return {"relu": tf.nn.relu, "tanh": tf.tanh, "sigmoid": tf.sigmoid}[name](x)
+    if step.kind == "reshape":
+        return tf.reshape(x, [-1, *p["shape"]])
+    if step.kind == "nhwc_from_chw":
+        # The dense layer's columns were permuted to (c, h, w): onnxruntime's NCHW convolutions
+        # then read the tensor as it is, and this transpose cancels the one tf2onnx puts before Conv.
+        c, h, w = p["shape"]
+        return tf.transpose(tf.reshape(x, [-1, c, h, w]), [0, 2, 3, 1])
+    if step.kind == "depth_to_space":
+        return tf.nn.depth_to_space(x, p["factor"])
+    raise AssertionError(step.kind)
+
+
+def build_inference_function(keras_generator, optimize: bool = True) -> InferenceFunction:
+    """The generator's inference (training=False) as TensorFlow ops, optimised or as it is.
+
+    Optimised: BatchNormalization folded into the layer before it, each UpSampling2D(2) +
+    Conv2D('same') turned into a phase-kernel convolution on the coarse grid, activations kept on
+    that grid, and one depth_to_space at the end. Raises DcganError for a model that is not a
+    generator, or (optimize=True) for a layer the rewrite does not know.
+    """
+    latent_dim = check_generator(keras_generator)
+    original = _keras_flops(keras_generator)
+    if not optimize:
+        return InferenceFunction(keras_generator, None, latent_dim, original, original)
+    steps, flops = _plan(keras_generator, latent_dim)
+    return InferenceFunction(keras_generator, steps, latent_dim, flops, original)
+
+
+def check_generator(model) -> int:
+    """latent size of a [N, latent] -> [N, 28, 28, 1] model, or DcganError saying what it is instead."""
+    name = getattr(model, "name", type(model).__name__)
+    try:
+        inputs, outputs = list(model.inputs), list(model.outputs)
+    except Exception:  # a model never built has no symbolic inputs
+        raise DcganError(f"model {name!r} is not a generator: it has no defined input shape") from None
+    in_shapes = [tuple(t.shape) for t in inputs]
+    out_shapes = [tuple(t.shape) for t in outputs]
+    if (len(in_shapes) != 1 or len(in_shapes[0]) != 2 or not in_shapes[0][1]
+            or len(out_shapes) != 1 or tuple(out_shapes[0][1:]) != IMAGE_SHAPE):
+        raise DcganError(
+            f"model {name!r} is not a generator: expected input [N, latent] -> output [N, 28, 28, 1], "
+            f"found input {_shapes(in_shapes)} -> output {_shapes(out_shapes)}"
+        )
+    return int(in_shapes[0][1])
+
+
+def _shapes(shapes) -> str:
+    text = ", ".join("[" + ", ".join("N" if d is None else str(d) for d in s) + "]" for s in shapes)
+    return text or "none"
+
+
+def _keras_flops(model) -> int:
+    total = 0
+    for layer in _layers(model):
+        kind = type(layer).__name__
+        if kind == "Dense":
+            total += 2 * int(np.prod(layer.kernel.shape))
+        elif kind == "Conv2D":
+            _, h, w, _ = layer.output.shape
+            total += subpixel.conv_flops(h, w, layer.kernel.shape)
+    return total
+
+
+def _layers(model):
+    return [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+
+
+_IDENTITY_LAYERS = {"Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "ActivityRegularization"}
+
+
+def _plan(model, latent_dim: int):
+    """Walk a Sequential generator and emit the optimised steps (numpy, float64 until the end).
+
+    The tensor is tracked as the coarse grid of depth_to_space(factor) of the true tensor, which
+    the final step expands; per-channel parameters are tiled over the factor**2 phases.
+    """
+    if type(model).__name__ != "Sequential":
+        raise DcganError("can only optimise a Sequential generator; export it with --no-optimize")
+    steps: list[_Step] = []
+    factor = 1
+    height = width = None  # coarse grid size once the tensor is an image
+    channels = latent_dim  # true channel count
+    flops = 0
+    upsample_pending = False
+    linear_open = False  # the last step is a matmul/conv nothing elementwise has touched yet
+
+    def unsupported(layer, why=""):
+        return DcganError(f"cannot optimise layer {layer.name!r} ({type(layer).__name__}{why}); "
+                          "export with --no-optimize")
+
+    def add_activation(fn, layer):
+        name = getattr(fn, "__name__", str(fn))
+        if name == "linear":
+            return
+        if name not in ("relu", "tanh", "sigmoid", "leaky_relu"):
+            raise unsupported(layer, f", activation {name}")
+        steps.append(_Step("act", {"name": name, "alpha": 0.2}))
+
+    for layer in _layers(model):
+        kind = type(layer).__name__
+        if upsample_pending and kind != "Conv2D":
+            raise unsupported(layer, ", UpSampling2D must be followed by Conv2D")
+        if kind in _IDENTITY_LAYERS:
+            continue
+        if kind == "Dense":
+            if height is not None:
+                raise unsupported(layer, " on an image")
+            kernel, bias = _kernel_bias(layer)
+            steps.append(_Step("matmul", {"kernel": kernel, "bias": bias}))
+            flops += 2 * kernel.size
+            channels = kernel.shape[1]
+            linear_open = True
+            add_activation(layer.activation, layer)
+            linear_open = linear_open and getattr(layer.activation, "__name__", "") == "linear"
+        elif kind == "Conv2D":
+            k = layer.kernel.shape
+            if (tuple(layer.strides) != (1, 1) or tuple(layer.dilation_rate) != (1, 1) or layer.groups != 1
+                    or layer.padding != "same" or layer.data_format != "channels_last"
+                    or k[0] != k[1] or k[0] % 2 == 0 or height is None):
+                raise unsupported(layer, ", only odd square stride-1 'same' NHWC convolutions")
+            kernel, bias = _kernel_bias(layer)
+            out_channels = kernel.shape[-1]
+            if upsample_pending:
+                kernel = subpixel.upsample_conv_kernel(kernel)
+                bias = np.tile(bias, 4)
+            kernel = subpixel.coarse_grid_kernel(kernel, factor)
+            bias = subpixel.tile_phases(bias, factor)
+            if upsample_pending:
+                perm = subpixel.nest_depth_to_space_channels(kernel.shape[-1], factor, 2, out_channels)
+                kernel, bias = kernel[..., perm], bias[perm]
+                factor *= 2
+                upsample_pending = False
+            steps.append(_Step("conv", {"kernel": kernel, "bias": bias}))
+            flops += subpixel.conv_flops(height, width, kernel.shape)
+            channels = out_channels
+            linear_open = True
+            add_activation(layer.activation, layer)
+            linear_open = linear_open and getattr(layer.activation, "__name__", "") == "linear"
+        elif kind == "BatchNormalization":
+            if layer.axis not in (-1, len(layer.input.shape) - 1):
+                raise unsupported(layer, ", normalising an axis other than the last")
+            gamma = None if layer.gamma is None else np.asarray(layer.gamma.numpy())
+            beta = None if layer.beta is None else np.asarray(layer.beta.numpy())
+            mean = np.asarray(layer.moving_mean.numpy())
+            variance = np.asarray(layer.moving_variance.numpy())
+            if linear_open:
+                last = steps[-1].params
+                # The last linear step's channels are its true channels tiled over the phases.
+                reps = last["kernel"].shape[-1] // mean.size
+                last["kernel"], last["bias"] = subpixel.fold_batchnorm(
+                    last["kernel"], last["bias"], *(None if v is None else np.tile(v, reps)
+                                                    for v in (gamma, beta, mean, variance)),
+                    layer.epsilon)
+            else:
+                scale, shift = subpixel.fold_batchnorm(np.ones((1, mean.size)), None, gamma, beta,
+                                                       mean, variance, layer.epsilon)
+                steps.append(_Step("affine", {"scale": subpixel.tile_phases(scale[0], factor),
+                                              "shift": subpixel.tile_phases(shift, factor)}))
+        elif kind == "LeakyReLU":
+            steps.append(_Step("act", {"name": "leaky_relu", "alpha": float(layer.negative_slope)}))
+            linear_open = False
+        elif kind == "ReLU":
+            if layer.max_value is not None or float(layer.threshold) != 0.0:
+                raise unsupported(layer, ", only a plain ReLU")
+            slope = float(layer.negative_slope)
+            steps.append(_Step("act", {"name": "leaky_relu", "alpha": slope} if slope else {"name": "relu"}))
+            linear_open = False
+        elif kind == "Activation":
+            add_activation(layer.activation, layer)
+            linear_open = linear_open and getattr(layer.activation, "__name__", "") == "linear"
+        elif kind == "Reshape":
+            shape = tuple(int(d) for d in layer.target_shape)
+            if height is not None or len(shape) != 3:
+                raise unsupported(layer, ", only a vector -> [h, w, c] reshape")
+            height, width, channels = shape
+            steps.append(_Step("reshape", {"shape": shape}))
+            linear_open = False
+        elif kind == "UpSampling2D":
+            if (tuple(layer.size) != (2, 2) or layer.interpolation != "nearest"
+                    or layer.data_format != "channels_last" or height is None):
+                raise unsupported(layer, ", only size 2 nearest NHWC")
+            upsample_pending = True
+            linear_open = False
+        else:
+            raise unsupported(layer)
+    if upsample_pending:
+        raise DcganError("cannot optimise a generator that ends with UpSampling2D; export with --no-optimize")
+    if factor > 1:
+        steps.append(_Step("depth_to_space", {"factor": factor}))
+    _reshape_as_chw(steps)
+    for step in steps:
+        step.params = {k: (v.astype(np.float32) if isinstance(v, np.ndarray) else v)
+                       for k, v in step.params.items()}
+    return steps, int(flops)
+
+
+def _reshape_as_chw(steps: list[_Step]) -> None:
+    """matmul (+ elementwise) + reshape to [h, w, c]: emit the dense columns in (c, h, w) order.
+
+    tf2onnx runs convolutions NCHW; without this the graph transposes every image after the
+    dense layer. Elementwise steps in between must be per-column (activations) to be reordered.
+    """
+    for i, step in enumerate(steps):
+        if step.kind != "reshape":
+            continue
+        j = i - 1
+        while j >= 0 and steps[j].kind == "act":
+            j -= 1
+        if j < 0 or steps[j].kind != "matmul":
+            return
+        h, w, c = step.params["shape"]
+        order = np.arange(h * w * c).reshape(h, w, c).transpose(2, 0, 1).reshape(-1)
+        dense = steps[j].params
+        dense["kernel"], dense["bias"] = dense["kernel"][:, order], dense["bias"][order]
+        steps[i] = _Step("nhwc_from_chw", {"shape": (c, h, w)})
+        return
+
+
+def _kernel_bias(layer):
+    kernel = np.asarray(layer.kernel.numpy(), np.float64)
+    bias = np.zeros(kernel.shape[-1]) if layer.bias is None else np.asarray(layer.bias.numpy(), np.float64)
+    return kernel, bias

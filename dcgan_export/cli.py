@@ -43,7 +43,11 @@ _RESUMABLE = {"iterations", "quiet", "tensorboard", "eval_every", "eval_samples"
 @click.option("--out", type=click.Path(), default=None, help="Run directory [default: runs/<timestamp>].")
 @click.option("--iterations", type=int, default=5000, show_default=True, help="Generator updates.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--lr", type=float, default=2e-4, show_default=True, help="Adam learning rate (both networks).")
+@click.option("--lr", type=float, default=2e-4, show_default=True,
+              help="Adam learning rate (the generator's; the discriminator's too unless --d-lr).")
+@click.option("--d-lr", type=float, default=None,
+              help="The discriminator's Adam learning rate [default: --lr]; a larger one is the two "
+                   "time-scale update rule (TTUR, Heusel et al., 2017).")
 @click.option("--beta1", type=float, default=0.5, show_default=True, help="Adam beta_1.")
 @click.option("--d-steps", type=int, default=1, show_default=True, help="Discriminator updates per iteration.")
 @click.option("--label-smoothing", type=float, default=0.0, show_default=True,

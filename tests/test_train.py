@@ -95,6 +95,17 @@ def test_train_writes_the_run_directory(tmp_path, capsys):
     assert not np.array_equal(a, b)
 
 
+def test_d_lr_sets_only_the_discriminator_learning_rate(tmp_path, capsys):
+    out = tmp_path / "ttur"
+    assert dcgan("train", "--iterations", "2", *FAST, "--lr", "1e-4", "--d-lr", "4e-4", "--checkpoint-every", "2",
+                 "--out", str(out), capsys=capsys)[0] == 0
+    saved = np.load(out / "checkpoint.npz")
+    # the optimizers' scalar variables in state order (D's optimizer, then G's): iterations, learning rate
+    rates = [float(saved[k]) for k in saved.files if k != "iteration" and saved[k].shape == () and saved[k] < 1]
+    np.testing.assert_allclose(rates, [4e-4, 1e-4], rtol=1e-6)
+    assert json.loads((out / "config.json").read_text())["options"]["d_lr"] == 4e-4
+
+
 def test_same_seed_same_losses_and_resume_is_exact(tmp_path, capsys):
     straight, again, resumed = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     for out in (straight, again):
@@ -183,6 +194,7 @@ def _idx_dir(tmp_path, magic=2051, truncate=0):
     (["--batch-size", "8000"], "larger than the data set"),
     (["--iterations", "0"], "--iterations must be > 0"),
     (["--iterations", "-5"], "--iterations must be > 0"),
+    (["--d-lr", "0"], "--d-lr must be > 0"),
     (["--out", "A_FILE/run"], "cannot write to --out"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):

@@ -37,6 +37,7 @@ class TrainConfig:
     iterations: int = 5000
     batch_size: int = 64
     lr: float = 2e-4
+    d_lr: float | None = None  # None: the same as lr
     beta1: float = 0.5
     d_steps: int = 1
     label_smoothing: float = 0.0
@@ -60,6 +61,8 @@ class TrainConfig:
                 raise DcganError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
         if not self.lr > 0:
             raise DcganError(f"--lr must be > 0, got {self.lr}")
+        if self.d_lr is not None and not self.d_lr > 0:
+            raise DcganError(f"--d-lr must be > 0, got {self.d_lr}")
         if not 0 <= self.beta1 < 1:
             raise DcganError(f"--beta1 must be in [0, 1), got {self.beta1}")
         if not 0 <= self.ema < 1:
@@ -203,7 +206,8 @@ def train(config: TrainConfig, resume: str | None = None, force: bool = False, o
             discriminator = build_discriminator()
             gan = DCGAN(generator, discriminator, config.latent_dim, config.d_steps, seed=config.seed,
                         ema_decay=config.ema)
-            d_opt = keras.optimizers.Adam(config.lr, beta_1=config.beta1)
+            d_lr = config.lr if config.d_lr is None else config.d_lr
+            d_opt = keras.optimizers.Adam(d_lr, beta_1=config.beta1)
             g_opt = keras.optimizers.Adam(config.lr, beta_1=config.beta1)
             if config.mixed_precision:
                 d_opt = keras.optimizers.LossScaleOptimizer(d_opt)

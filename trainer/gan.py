@@ -11,6 +11,10 @@ was confused by it, and so is every reader. Here each update differentiates and 
 exactly one network's ``trainable_variables``, so no flag or call order can leak an update
 across networks (tests/test_train.py::test_each_update_changes_only_its_own_network proves
 it bit for bit).
+
+Every generator forward pass goes through ``subpixel_forward.generator_forward``: the same
+function and gradients as calling the generator, with its upsample + convolve pairs done as the
+exact sub-pixel convolution (most of the step's arithmetic is in the generator).
 """
 
 from __future__ import annotations
@@ -88,7 +92,8 @@ class DCGAN(keras.Model):
         for v, value in zip(bn_stats, saved):
             v.assign(value)
         with tf.GradientTape() as tape:
-            # One pass over real and fake together: half the kernel launches of two passes.
+            # One pass over real and fake together (half the kernel launches of two): D has no
+            # BatchNormalization, so each image's logit is what a separate pass would give.
             logits = tf.cast(self.discriminator(tf.concat([real, tf.cast(fake, real.dtype)], 0), training=True), tf.float32)
             real_logits, fake_logits = logits[:n], logits[n:]
             loss_real = self._bce(tf.fill(tf.shape(real_logits), 1.0 - self.label_smoothing), real_logits)

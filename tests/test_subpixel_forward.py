@@ -61,8 +61,13 @@ def test_fused_forward_matches_the_layers(k, training):
         lambda z: generator_forward(model, z, training=training), model, z, weights)
 
     np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+    # In training mode a bias that feeds BatchNorm has an exactly-zero gradient (BN subtracts the
+    # batch mean), so both sides hold rounding noise there, on the scale of the whole backward
+    # pass: hence the second term, relative to the largest gradient of the model.
+    scale = max(float(np.abs(g).max()) for g in ref_grads)
     for variable, a, b in zip(model.trainable_variables, got_grads, ref_grads):
-        np.testing.assert_allclose(a, b, atol=1e-4 * float(np.abs(b).max()) + 1e-5, rtol=0, err_msg=variable.path)
+        np.testing.assert_allclose(a, b, atol=1e-4 * float(np.abs(b).max()) + 1e-5 * scale, rtol=0,
+                                   err_msg=variable.path)
     for a, b in zip(got_stats, ref_stats):  # BatchNorm moving statistics move identically
         np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
     if training:

@@ -230,10 +230,7 @@ def _plan(model, latent_dim: int):
             add_activation(layer.activation, layer)
             linear_open = linear_open and getattr(layer.activation, "__name__", "") == "linear"
         elif kind == "Conv2D":
-            k = layer.kernel.shape
-            if (tuple(layer.strides) != (1, 1) or tuple(layer.dilation_rate) != (1, 1) or layer.groups != 1
-                    or layer.padding != "same" or layer.data_format != "channels_last"
-                    or k[0] != k[1] or k[0] % 2 == 0 or height is None):
+            if not subpixel.is_same_odd_conv(layer) or height is None:
                 raise unsupported(layer, ", only odd square stride-1 'same' NHWC convolutions")
             kernel, bias = _kernel_bias(layer)
             out_channels = kernel.shape[-1]
@@ -293,8 +290,7 @@ def _plan(model, latent_dim: int):
             steps.append(_Step("reshape", {"shape": shape}))
             linear_open = False
         elif kind == "UpSampling2D":
-            if (tuple(layer.size) != (2, 2) or layer.interpolation != "nearest"
-                    or layer.data_format != "channels_last" or height is None):
+            if not subpixel.is_nearest_upsample_2x(layer) or height is None:
                 raise unsupported(layer, ", only size 2 nearest NHWC")
             upsample_pending = True
             linear_open = False

@@ -36,6 +36,23 @@ def fold_batchnorm(kernel, bias, gamma, beta, mean, variance, epsilon):
     return kernel * scale, (bias - np.asarray(mean, np.float64)) * scale + beta
 
 
+def is_nearest_upsample_2x(layer) -> bool:
+    """Whether a Keras ``UpSampling2D`` is the nearest-neighbour x2 NHWC one these identities cover.
+
+    Duck-typed on the layer's config attributes, so this module needs no Keras."""
+    return (tuple(layer.size) == (2, 2) and layer.interpolation == "nearest"
+            and layer.data_format == "channels_last")
+
+
+def is_same_odd_conv(layer) -> bool:
+    """Whether a Keras ``Conv2D`` is an odd, square, stride-1, undilated, ungrouped 'same' NHWC
+    convolution: the kind that an upsample before it, or a coarse grid, can be folded into."""
+    kh, kw = layer.kernel_size
+    return (tuple(layer.strides) == (1, 1) and tuple(layer.dilation_rate) == (1, 1) and layer.groups == 1
+            and layer.padding == "same" and layer.data_format == "channels_last"
+            and kh == kw and kh % 2 == 1)
+
+
 def phase_radius(kernel_size: int) -> int:
     """Radius of the coarse-grid kernel that replaces upsample(2) + conv(kernel_size, 'same')."""
     _check_odd(kernel_size)

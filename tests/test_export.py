@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from dcgan_export import DcganError, Sampler  # noqa: E402
 from dcgan_export.runtime import to_pixels  # noqa: E402
 
-from conftest import ROOT, run_dcgan  # noqa: E402
+from conftest import ROOT, randomize_batchnorm, run_dcgan  # noqa: E402
 
 keras = pytest.importorskip("keras")
 onnx = pytest.importorskip("onnx")
@@ -122,10 +122,7 @@ def test_optimiser_handles_other_layer_orders_and_kernel_sizes():
     rng = np.random.default_rng(5)
     for layer in model.layers:
         if isinstance(layer, L.BatchNormalization):
-            c = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(rng.normal(0, 0.5, c).astype(np.float32))
-            layer.moving_variance.assign(rng.uniform(0.2, 3.0, c).astype(np.float32))
-            layer.beta.assign(rng.normal(0, 0.3, c).astype(np.float32))
+            randomize_batchnorm(layer, rng)
     z = rng.standard_normal((3, 16)).astype(np.float32)
     fn = build_inference_function(model)
     assert [s.kind for s in fn.steps].count("affine") == 2 and fn.steps[-1].params == {"factor": 4}

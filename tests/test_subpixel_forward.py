@@ -20,13 +20,14 @@ from trainer.models import build_generator  # noqa: E402
 from trainer.subpixel_forward import fusable, generator_forward  # noqa: E402
 
 
-def small_generator(k: int, rng) -> keras.Sequential:
+def small_generator(k: int, rng, dtype=None) -> keras.Sequential:
     """The recipe's shape at a tenth of the width, with non-trivial BN statistics and biases."""
     model = keras.Sequential([
-        keras.Input((12,)), layers.Dense(4 * 4 * 16), layers.BatchNormalization(), layers.LeakyReLU(0.2),
-        layers.Reshape((4, 4, 16)), layers.UpSampling2D(), layers.Conv2D(8, k, padding="same"),
-        layers.BatchNormalization(), layers.LeakyReLU(0.2), layers.UpSampling2D(),
-        layers.Conv2D(1, k, padding="same", activation="tanh"),
+        keras.Input((12,)), layers.Dense(4 * 4 * 16, dtype=dtype), layers.BatchNormalization(dtype=dtype),
+        layers.LeakyReLU(0.2, dtype=dtype), layers.Reshape((4, 4, 16), dtype=dtype), layers.UpSampling2D(dtype=dtype),
+        layers.Conv2D(8, k, padding="same", dtype=dtype), layers.BatchNormalization(dtype=dtype),
+        layers.LeakyReLU(0.2, dtype=dtype), layers.UpSampling2D(dtype=dtype),
+        layers.Conv2D(1, k, padding="same", activation="tanh", dtype="float32"),
     ])
     for layer in model.layers:
         if isinstance(layer, layers.BatchNormalization):
@@ -74,6 +75,17 @@ def test_fused_forward_matches_the_layers(k, training):
         assert any(not np.allclose(a, s) for a, s in zip(ref_stats, (v.numpy() for v in model.non_trainable_variables)))
 
 
+def test_fused_forward_under_mixed_precision_matches_the_layers():
+    """--mixed-precision: float16 compute, float32 variables and output layer."""
+    rng = np.random.default_rng(0)
+    model = small_generator(5, rng, dtype="mixed_float16")
+    z = tf.constant(rng.standard_normal((6, 12)).astype(np.float32))
+    for training in (False, True):
+        got = generator_forward(model, z, training=training)
+        assert got.dtype == tf.float32
+        np.testing.assert_allclose(got, model(z, training=training), atol=5e-3, rtol=0)
+
+
 def test_both_upsample_conv_pairs_of_the_recipe_are_fused():
     g = build_generator()
     pairs = [fusable(a, b) for a, b in zip(g.layers, g.layers[1:])]
@@ -86,12 +98,17 @@ def test_both_upsample_conv_pairs_of_the_recipe_are_fused():
     ([layers.UpSampling2D(), layers.Conv2D(2, 4, padding="same")], False),
     ([layers.UpSampling2D(), layers.Conv2D(2, 3, strides=2, padding="same")], False),
     ([layers.UpSampling2D(size=3), layers.Conv2D(2, 3, padding="same")], False),
+    ([layers.UpSampling2D(), layers.Conv2D(2, (3, 5), padding="same")], False),
+    ([layers.UpSampling2D(), layers.Conv2D(2, 3, dilation_rate=2, padding="same")], False),
+    ([layers.UpSampling2D(), layers.Conv2D(3, 3, groups=3, padding="same")], False),
     ([layers.UpSampling2D(), layers.Conv2D(2, 3, padding="same", activation="relu")], True),
+    ([layers.UpSampling2D(), layers.Conv2D(2, 5, padding="same", use_bias=False)], True),
 ])
 def test_only_exact_pairs_are_fused_and_others_still_compute_the_same(stack, fused):
     rng = np.random.default_rng(1)
     model = keras.Sequential([keras.Input((5, 5, 3)), *stack])
-    model.layers[1].bias.assign(rng.normal(0, 0.5, model.layers[1].bias.shape).astype(np.float32))
+    if model.layers[1].use_bias:
+        model.layers[1].bias.assign(rng.normal(0, 0.5, model.layers[1].bias.shape).astype(np.float32))
     assert fusable(*model.layers) is fused
     x = rng.standard_normal((2, 5, 5, 3)).astype(np.float32)
     np.testing.assert_allclose(generator_forward(model, x, training=True), model(x, training=True), atol=1e-5, rtol=0)

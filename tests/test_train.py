@@ -42,6 +42,28 @@ def test_networks_match_the_recipe():
     assert tuple(g.output_shape) == (None, 28, 28, 1) and tuple(d.output_shape) == (None, 1)
 
 
+def test_a_discriminator_with_batchnorm_sees_real_and_fake_in_separate_passes():
+    """The joint real+fake D pass is only for a D without BatchNormalization: with it, batch
+    statistics would mix the two, so D(real) in the step must be D's pass over real alone."""
+    import keras
+    import tensorflow as tf
+
+    from trainer.gan import DCGAN
+    from trainer.models import build_discriminator, build_generator
+
+    L = keras.layers
+    d = keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(4, 3, strides=2), L.BatchNormalization(),
+                          L.LeakyReLU(0.2), L.Flatten(), L.Dense(1)])
+    assert DCGAN(build_generator(), build_discriminator()).joint_d_pass
+    gan = DCGAN(build_generator(), d, seed=0)
+    assert not gan.joint_d_pass
+    gan.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
+    real = tf.random.uniform((8, 28, 28, 1), -1, 1, seed=1)
+    expected = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(tf.ones((8, 1)), d(real, training=True)))
+    loss_real = gan.discriminator_step(real)[0]
+    np.testing.assert_allclose(float(loss_real), float(expected), rtol=1e-5)
+
+
 def test_each_update_changes_only_its_own_network():
     import keras
     import tensorflow as tf
@@ -100,8 +122,8 @@ def test_d_lr_sets_only_the_discriminator_learning_rate(tmp_path, capsys):
     assert dcgan("train", "--iterations", "2", *FAST, "--lr", "1e-4", "--d-lr", "4e-4", "--checkpoint-every", "2",
                  "--out", str(out), capsys=capsys)[0] == 0
     saved = np.load(out / "checkpoint.npz")
-    # the optimizers' scalar variables in state order (D's optimizer, then G's): iterations, learning rate
-    rates = [float(saved[k]) for k in saved.files if k != "iteration" and saved[k].shape == () and saved[k] < 1]
+    # checkpoint variables are in DCGAN.state_variables() order: D's optimizer, then G's
+    rates = [float(saved[f"v{i:04d}"]) for i, path in enumerate(saved["paths"]) if path.endswith("/learning_rate")]
     np.testing.assert_allclose(rates, [4e-4, 1e-4], rtol=1e-6)
     assert json.loads((out / "config.json").read_text())["options"]["d_lr"] == 4e-4
 
@@ -194,7 +216,9 @@ def _idx_dir(tmp_path, magic=2051, truncate=0):
     (["--batch-size", "8000"], "larger than the data set"),
     (["--iterations", "0"], "--iterations must be > 0"),
     (["--iterations", "-5"], "--iterations must be > 0"),
-    (["--d-lr", "0"], "--d-lr must be > 0"),
+    (["--d-lr", "0"], "--d-lr must be a finite number > 0"),
+    (["--lr", "inf"], "--lr must be a finite number > 0"),
+    (["--d-lr", "nan"], "--d-lr must be a finite number > 0"),
     (["--out", "A_FILE/run"], "cannot write to --out"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):

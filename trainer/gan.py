@@ -25,6 +25,11 @@ import tensorflow as tf
 from .subpixel_forward import generator_forward
 
 
+def _has_batchnorm(model) -> bool:
+    return any(isinstance(layer, keras.layers.BatchNormalization)
+               or (hasattr(layer, "layers") and _has_batchnorm(layer)) for layer in model.layers)
+
+
 class DCGAN(keras.Model):
     def __init__(self, generator: keras.Model, discriminator: keras.Model, latent_dim: int = 100,
                  d_steps: int = 1, seed: int | None = None, ema_decay: float = 0.0, **kwargs):
@@ -36,6 +41,7 @@ class DCGAN(keras.Model):
         self.discriminator = discriminator
         self.latent_dim = latent_dim
         self.d_steps = d_steps
+        self.joint_d_pass = not _has_batchnorm(discriminator)
         self.noise_seed = keras.random.SeedGenerator(seed)
         self.ema_decay = float(ema_decay)
         self.ema_generator = None
@@ -92,10 +98,16 @@ class DCGAN(keras.Model):
         for v, value in zip(bn_stats, saved):
             v.assign(value)
         with tf.GradientTape() as tape:
-            # One pass over real and fake together (half the kernel launches of two): D has no
-            # BatchNormalization, so each image's logit is what a separate pass would give.
-            logits = tf.cast(self.discriminator(tf.concat([real, tf.cast(fake, real.dtype)], 0), training=True), tf.float32)
-            real_logits, fake_logits = logits[:n], logits[n:]
+            if self.joint_d_pass:
+                # One pass over real and fake together (half the kernel launches of two). Without
+                # BatchNormalization no image's logit depends on the others in its batch, so this
+                # is two separate passes in distribution (Dropout draws its masks once, not twice).
+                images = tf.concat([real, tf.cast(fake, real.dtype)], 0)
+                logits = tf.cast(self.discriminator(images, training=True), tf.float32)
+                real_logits, fake_logits = logits[:n], logits[n:]
+            else:  # batch statistics must not mix real and fake
+                real_logits = tf.cast(self.discriminator(real, training=True), tf.float32)
+                fake_logits = tf.cast(self.discriminator(fake, training=True), tf.float32)
             loss_real = self._bce(tf.fill(tf.shape(real_logits), 1.0 - self.label_smoothing), real_logits)
             loss_fake = self._bce(tf.zeros_like(fake_logits), fake_logits)
             loss = loss_real + loss_fake

@@ -3,8 +3,9 @@
 ``UpSampling2D(2)`` followed by a 'same' stride-1 ``Conv2D(k)`` (k odd) equals one convolution of
 the *un-upsampled* input with 4x the output channels, then ``depth_to_space(2)``
 (``dcgan_export/subpixel.py`` derives it; the exporter uses the same identity). For the recipe's
-generator that turns its largest layer from 80 into 29 MFLOP per image, and training spends most
-of its time in the generator.
+generator (k = 5, so each phase kernel is 3x3) that turns its largest layer from 80 into 29
+MFLOP per image, and training spends most of its time in the generator. For k = 3 the phase
+kernels are 3x3 too, so the arithmetic is unchanged and only the upsampled copy is saved.
 
 The trained variables stay the recipe's own ``[k, k, cin, cout]`` kernels: the phase kernels are
 a fixed linear map of them, computed inside the step, so gradients reach the original kernels,
@@ -47,13 +48,8 @@ def generator_forward(generator: keras.Sequential, z, training: bool):
 
 def fusable(upsampling, conv) -> bool:
     """Whether the pair is nearest-neighbour x2 upsampling into a 'same', stride-1, odd-kernel conv."""
-    if not isinstance(upsampling, keras.layers.UpSampling2D) or not isinstance(conv, keras.layers.Conv2D):
-        return False
-    kh, kw = conv.kernel_size
-    return (tuple(upsampling.size) == (2, 2) and upsampling.interpolation == "nearest"
-            and upsampling.data_format == "channels_last" and conv.data_format == "channels_last"
-            and conv.padding == "same" and tuple(conv.strides) == (1, 1)
-            and tuple(conv.dilation_rate) == (1, 1) and conv.groups == 1 and kh == kw and kh % 2 == 1)
+    return (isinstance(upsampling, keras.layers.UpSampling2D) and isinstance(conv, keras.layers.Conv2D)
+            and subpixel.is_nearest_upsample_2x(upsampling) and subpixel.is_same_odd_conv(conv))
 
 
 @functools.cache
@@ -77,4 +73,4 @@ def _upsample_conv(x, conv: keras.layers.Conv2D):
     if conv.use_bias:
         y = y + tf.tile(tf.cast(conv.bias, dtype), [4])
     y = tf.nn.depth_to_space(y, 2)
-    return conv.activation(y) if conv.activation is not None else y
+    return conv.activation(y)

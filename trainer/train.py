@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import platform
 import shutil
@@ -59,10 +60,9 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise DcganError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise DcganError(f"--lr must be > 0, got {self.lr}")
-        if self.d_lr is not None and not self.d_lr > 0:
-            raise DcganError(f"--d-lr must be > 0, got {self.d_lr}")
+        for flag, rate in (("--lr", self.lr), ("--d-lr", self.d_lr)):
+            if rate is not None and not 0 < rate < math.inf:
+                raise DcganError(f"{flag} must be a finite number > 0, got {rate}")
         if not 0 <= self.beta1 < 1:
             raise DcganError(f"--beta1 must be in [0, 1), got {self.beta1}")
         if not 0 <= self.ema < 1:

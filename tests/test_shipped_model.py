@@ -14,10 +14,11 @@ from dcgan_export.runtime import default_model_path
 
 MODELS = ROOT / "models"
 
-# A handful of output pixels of the shipped model, (seed, image index, row, col) -> uint8.
+# A handful of mid-tone output pixels of the shipped model, (seed, image index, row, col) -> uint8.
 # A change of the model, of the noise derivation or of the export shows up here first; after a
-# deliberate retrain, update them with the snippet in models/README.md.
-PINNED = {(0, 0, 14, 14): 0, (0, 7, 10, 14): 1, (1, 3, 20, 10): 2, (2, 123, 14, 8): 0, (7, 42, 7, 20): 253}
+# deliberate retrain, regenerate them with scripts/pin_shipped_pixels.py.
+PINNED = {(0, 0, 14, 14): 185, (0, 7, 13, 13): 81, (1, 3, 12, 14): 209, (2, 123, 12, 12): 54, (7, 42, 15, 14): 172,
+          (11, 300, 12, 13): 159}
 
 
 def test_shipped_files_are_there_and_small():

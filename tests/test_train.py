@@ -329,3 +329,30 @@ def test_eval_every_logs_quality_and_warns_on_collapse(tmp_path, capsys):
 
     tags = EventAccumulator(str(out / "tb")).Reload().Tags()
     assert {"eval/fid", "eval/min_class_share", "g_loss"} <= set(tags.get("tensors", []) + tags.get("scalars", []))
+
+
+@pytest.mark.parametrize("interactive", [True, False])
+def test_progress_bar_redraws_on_a_terminal_and_writes_tenths_elsewhere(interactive):
+    import io
+
+    from trainer.callbacks import ProgressBar
+
+    class Stream(io.StringIO):
+        def isatty(self):
+            return interactive
+
+    stream = Stream()
+    bar = ProgressBar(start=20, total=120, stream=stream, min_interval=0)
+    bar.on_train_begin()
+    logs = {"d_loss_real": 0.5, "d_loss_fake": 0.6, "g_loss": 0.7}
+    for iteration in range(21, 121):
+        bar.on_iteration_end(iteration, logs)
+    bar.on_train_end()
+    text = stream.getvalue()
+    assert "120/120" in text and "d_real 0.500 d_fake 0.600 g 0.700" in text
+    if interactive:
+        assert text.count("\r") == 100 and text.count("\n") == 1
+    else:  # resumed at 20 of 120: tenths 2..10 -> one line at 24, 36, ..., 120
+        lines = text.splitlines()
+        assert "\r" not in text and len(lines) == 9
+        assert [int(line.split()[1].split("/")[0]) for line in lines] == [24, 36, 48, 60, 72, 84, 96, 108, 120]

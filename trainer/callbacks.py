@@ -176,21 +176,37 @@ class TensorBoardWriter:
 
 
 class ProgressBar(_IterationCallback):
-    """One line, redrawn: iteration, it/s, ETA and the latest losses (to stderr)."""
+    """Iteration, it/s, ETA and the latest losses, to stderr.
+
+    On a terminal one line is redrawn in place. Anywhere else (a log file, CI) carriage returns
+    would pile up into one enormous line, so a full line is written at every tenth of the run."""
 
     def __init__(self, start: int, total: int, stream=None, min_interval: float = 0.1):
         super().__init__(start)
         self.total = total
         self.stream = stream or sys.stderr
         self.min_interval = min_interval
+        isatty = getattr(self.stream, "isatty", None)
+        self.interactive = bool(isatty and isatty())
 
     def on_train_begin(self, logs=None):
         self._t0 = self._last = time.perf_counter()
+        self._tenth = self._tenth_of(self.start)
+
+    def _tenth_of(self, iteration: int) -> int:
+        return 10 * iteration // self.total
 
     def on_iteration_end(self, iteration, logs):
         now = time.perf_counter()
-        if now - self._last < self.min_interval and iteration != self.total:
-            return
+        final = iteration == self.total
+        if self.interactive:
+            if now - self._last < self.min_interval and not final:
+                return
+        else:
+            tenth = self._tenth_of(iteration)
+            if tenth == self._tenth and not final:
+                return
+            self._tenth = tenth
         self._last = now
         done = iteration - self.start
         rate = done / max(now - self._t0, 1e-9)
@@ -198,15 +214,15 @@ class ProgressBar(_IterationCallback):
         width = 24
         filled = int(width * iteration / self.total)
         bar = "#" * filled + "-" * (width - filled)
-        self.stream.write(
-            f"\r[{bar}] {iteration}/{self.total} {rate:.1f} it/s ETA {_duration(eta)} "
-            f"d_real {logs['d_loss_real']:.3f} d_fake {logs['d_loss_fake']:.3f} g {logs['g_loss']:.3f}   "
-        )
+        line = (f"[{bar}] {iteration}/{self.total} {rate:.1f} it/s ETA {_duration(eta)} "
+                f"d_real {logs['d_loss_real']:.3f} d_fake {logs['d_loss_fake']:.3f} g {logs['g_loss']:.3f}")
+        self.stream.write(f"\r{line}   " if self.interactive else line + "\n")
         self.stream.flush()
 
     def on_train_end(self, logs=None):
-        self.stream.write("\n")
-        self.stream.flush()
+        if self.interactive:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def _duration(seconds: float) -> str:

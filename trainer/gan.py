@@ -22,6 +22,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from .augment import augment
 from .subpixel_forward import generator_forward
 
 
@@ -32,15 +33,18 @@ def _has_batchnorm(model) -> bool:
 
 class DCGAN(keras.Model):
     def __init__(self, generator: keras.Model, discriminator: keras.Model, latent_dim: int = 100,
-                 d_steps: int = 1, seed: int | None = None, ema_decay: float = 0.0, **kwargs):
+                 d_steps: int = 1, seed: int | None = None, ema_decay: float = 0.0,
+                 augment: tuple[str, ...] = (), **kwargs):
         """``ema_decay`` > 0 keeps an exponential moving average of G's weights (Yazici et al.,
         2019: averaged generators give markedly better samples than the last iterate); it is
-        then the generator that samples, is evaluated and is saved."""
+        then the generator that samples, is evaluated and is saved. ``augment``: the
+        ``trainer.augment`` operations applied to every image D sees, real and fake."""
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = latent_dim
         self.d_steps = d_steps
+        self.augment = tuple(augment)
         self.joint_d_pass = not _has_batchnorm(discriminator)
         self.noise_seed = keras.random.SeedGenerator(seed)
         self.ema_decay = float(ema_decay)
@@ -82,6 +86,11 @@ class DCGAN(keras.Model):
     def _noise(self, n):
         return keras.random.normal((n, self.latent_dim), seed=self.noise_seed)
 
+    def _augment(self, images):
+        # Draws from the noise seed generator, so the augmentations are part of the checkpointed
+        # random state too (resume stays exact); with no policy nothing is drawn.
+        return augment(images, self.augment, self.noise_seed) if self.augment else images
+
     def _bce(self, labels, logits):
         # Mean over this replica's batch, divided by the replica count: the optimizer sums
         # gradients across replicas, so this gives the mean over the global batch.
@@ -102,12 +111,12 @@ class DCGAN(keras.Model):
                 # One pass over real and fake together (half the kernel launches of two). Without
                 # BatchNormalization no image's logit depends on the others in its batch, so this
                 # is two separate passes in distribution (Dropout draws its masks once, not twice).
-                images = tf.concat([real, tf.cast(fake, real.dtype)], 0)
+                images = self._augment(tf.concat([real, tf.cast(fake, real.dtype)], 0))
                 logits = tf.cast(self.discriminator(images, training=True), tf.float32)
                 real_logits, fake_logits = logits[:n], logits[n:]
             else:  # batch statistics must not mix real and fake
-                real_logits = tf.cast(self.discriminator(real, training=True), tf.float32)
-                fake_logits = tf.cast(self.discriminator(fake, training=True), tf.float32)
+                real_logits = tf.cast(self.discriminator(self._augment(real), training=True), tf.float32)
+                fake_logits = tf.cast(self.discriminator(self._augment(fake), training=True), tf.float32)
             loss_real = self._bce(tf.fill(tf.shape(real_logits), 1.0 - self.label_smoothing), real_logits)
             loss_fake = self._bce(tf.zeros_like(fake_logits), fake_logits)
             loss = loss_real + loss_fake
@@ -119,7 +128,7 @@ class DCGAN(keras.Model):
     def generator_step(self, n):
         with tf.GradientTape() as tape:
             fake = generator_forward(self.generator, self._noise(n), training=True)
-            logits = tf.cast(self.discriminator(fake, training=True), tf.float32)
+            logits = tf.cast(self.discriminator(self._augment(fake), training=True), tf.float32)
             loss = self._bce(tf.ones_like(logits), logits)  # non-saturating: maximise log D(G(z))
             scaled = self.g_optimizer.scale_loss(loss)
         variables = self.generator.trainable_variables

@@ -22,7 +22,7 @@ from dcgan_export import datasets
 from dcgan_export.atomic import atomic_path, atomic_write_text
 from dcgan_export.errors import DcganError
 
-from . import checkpoint
+from . import augment, checkpoint
 
 CONFIG = "config.json"
 LOSSES = "losses.csv"
@@ -42,6 +42,7 @@ class TrainConfig:
     beta1: float = 0.5
     d_steps: int = 1
     label_smoothing: float = 0.0
+    augment: str = "none"
     ema: float = 0.0
     latent_dim: int = 100
     seed: int = 0
@@ -69,6 +70,10 @@ class TrainConfig:
             raise DcganError(f"--ema must be in [0, 1), got {self.ema}")
         if not 0 <= self.label_smoothing < 1:
             raise DcganError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        try:
+            augment.parse_policy(self.augment)
+        except ValueError as exc:
+            raise DcganError(f"--augment: {exc}") from None
         if self.eval_every < 0:
             raise DcganError(f"--eval-every must be >= 0, got {self.eval_every}")
         if self.seed < 0:
@@ -205,7 +210,7 @@ def train(config: TrainConfig, resume: str | None = None, force: bool = False, o
             generator = build_generator(config.latent_dim)
             discriminator = build_discriminator()
             gan = DCGAN(generator, discriminator, config.latent_dim, config.d_steps, seed=config.seed,
-                        ema_decay=config.ema)
+                        ema_decay=config.ema, augment=augment.parse_policy(config.augment))
             d_lr = config.lr if config.d_lr is None else config.d_lr
             d_opt = keras.optimizers.Adam(d_lr, beta_1=config.beta1)
             g_opt = keras.optimizers.Adam(config.lr, beta_1=config.beta1)

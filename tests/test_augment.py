@@ -73,6 +73,13 @@ def test_train_with_augment_records_it_and_rejects_unknown_operations(tmp_path, 
     assert dcgan_in_process("train", "--iterations", "2", *FAST, "--augment", "translation,cutout",
                             "--out", str(out), capsys=capsys)[0] == 0
     assert json.loads((out / "config.json").read_text())["options"]["augment"] == "translation,cutout"
+    plain = tmp_path / "plain"
+    assert dcgan_in_process("train", "--iterations", "2", *FAST, "--out", str(plain), capsys=capsys)[0] == 0
+
+    def d_losses(run):  # D's loss on the first real batch: the same images, augmented or not
+        return (run / "losses.csv").read_text().splitlines()[1].split(",")[1]
+
+    assert d_losses(out) != d_losses(plain)
     code, _, err = dcgan_in_process("train", "--iterations", "2", *FAST, "--augment", "flip",
                                     "--out", str(tmp_path / "bad"), capsys=capsys)
     assert code == 2 and err.strip().count("\n") == 0 and "--augment" in err and "flip" in err

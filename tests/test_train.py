@@ -128,11 +128,13 @@ def test_d_lr_sets_only_the_discriminator_learning_rate(tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["options"]["d_lr"] == 4e-4
 
 
-def test_same_seed_same_losses_and_resume_is_exact(tmp_path, capsys):
+@pytest.mark.parametrize("options", [[], ["--augment", "translation,cutout"]], ids=["plain", "augment"])
+def test_same_seed_same_losses_and_resume_is_exact(tmp_path, capsys, options):
     straight, again, resumed = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     for out in (straight, again):
-        assert dcgan("train", "--iterations", "30", *FAST, "--seed", "3", "--out", str(out), capsys=capsys)[0] == 0
-    assert dcgan("train", "--iterations", "18", *FAST, "--seed", "3", "--checkpoint-every", "6",
+        assert dcgan("train", "--iterations", "30", *FAST, *options, "--seed", "3", "--out", str(out),
+                     capsys=capsys)[0] == 0
+    assert dcgan("train", "--iterations", "18", *FAST, *options, "--seed", "3", "--checkpoint-every", "6",
                  "--out", str(resumed), capsys=capsys)[0] == 0
     assert dcgan("train", "--resume", str(resumed), "--iterations", "30", "--quiet", capsys=capsys)[0] == 0
 

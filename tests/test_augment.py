@@ -13,11 +13,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from conftest import dcgan_in_process  # noqa: E402
 
 tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
 
 from trainer.augment import augment, cutout, parse_policy, translate  # noqa: E402
 
 FAST = ["--batch-size", "8", "--sample-every", "1000", "--checkpoint-every", "1000", "--quiet"]
+
+
+def seeds(start):
+    """A draw_seed: a fresh stateless seed per call."""
+    counter = iter(range(start, start + 10_000))
+    return lambda: tf.constant([next(counter), 0], tf.int32)
 
 
 def images(n=16, seed=0):
@@ -34,7 +39,7 @@ def test_parse_policy():
 
 def test_translation_shifts_each_image_by_at_most_4_pixels_and_fills_with_background():
     x = images()
-    out = translate(x, keras.random.SeedGenerator(1)).numpy()
+    out = translate(x, seeds(1)).numpy()
     padded = np.pad(x.numpy(), [(0, 0), (4, 4), (4, 4), (0, 0)], constant_values=-1.0)
     shifts = set()
     for i in range(len(out)):
@@ -47,7 +52,7 @@ def test_translation_shifts_each_image_by_at_most_4_pixels_and_fills_with_backgr
 
 def test_cutout_masks_one_square_of_half_the_side_per_image():
     x = tf.ones((32, 28, 28, 1))
-    out = cutout(x, keras.random.SeedGenerator(2)).numpy()[..., 0]
+    out = cutout(x, seeds(2)).numpy()[..., 0]
     assert set(np.unique(out)) <= {0.0, 1.0}
     for mask in out == 0:
         rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
@@ -60,7 +65,7 @@ def test_cutout_masks_one_square_of_half_the_side_per_image():
 def test_gradients_flow_through_the_augmentations():
     x = tf.Variable(images(4))
     with tf.GradientTape() as tape:
-        y = augment(x, ("translation", "cutout"), keras.random.SeedGenerator(3))
+        y = augment(x, ("translation", "cutout"), seeds(3))
         loss = tf.reduce_sum(y * y)
     grad = tape.gradient(loss, x).numpy()
     kept = np.abs(grad) > 0
@@ -84,3 +89,25 @@ def test_train_with_augment_records_it_and_rejects_unknown_operations(tmp_path, 
                                     "--out", str(tmp_path / "bad"), capsys=capsys)
     assert code == 2 and err.strip().count("\n") == 0 and "--augment" in err and "flip" in err
     assert not (tmp_path / "bad").exists()
+
+
+def test_d_sees_augmented_real_and_fake_in_both_updates(monkeypatch):
+    import keras
+
+    import trainer.gan
+    from trainer.gan import DCGAN
+    from trainer.models import build_discriminator, build_generator
+
+    seen = []
+
+    def recording_augment(images, policy, draw_seed):
+        seen.append((int(images.shape[0]), policy))
+        return images
+
+    monkeypatch.setattr(trainer.gan, "augment", recording_augment)
+    gan = DCGAN(build_generator(), build_discriminator(), seed=0, augment=("translation",))
+    gan.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
+    gan.discriminator_step(images(8))
+    assert seen == [(16, ("translation",))]  # real and fake, in one joint pass
+    gan.generator_step(8)
+    assert seen[1:] == [(8, ("translation",))]

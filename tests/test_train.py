@@ -64,6 +64,20 @@ def test_a_discriminator_with_batchnorm_sees_real_and_fake_in_separate_passes():
     np.testing.assert_allclose(float(loss_real), float(expected), rtol=1e-5)
 
 
+def test_single_device_noise_is_what_keras_random_draws():
+    """Making noise distinct per replica must not change single-device runs (or the shipped model
+    could no longer be reproduced from its command)."""
+    import keras
+
+    from trainer.gan import DCGAN
+    from trainer.models import build_discriminator, build_generator
+
+    gan = DCGAN(build_generator(), build_discriminator(), seed=5)
+    reference = keras.random.SeedGenerator(5)
+    for _ in range(3):
+        np.testing.assert_array_equal(gan._noise(4).numpy(), keras.random.normal((4, 100), seed=reference).numpy())
+
+
 def test_each_update_changes_only_its_own_network():
     import keras
     import tensorflow as tf
@@ -190,11 +204,23 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from trainer.train import TrainConfig, train
         train(TrainConfig(out={str(tmp_path / 'm')!r}, iterations=4, batch_size=8, strategy="mirrored", quiet=True))
+
+        # every replica draws its own noise (not copies of the same batch)
+        import keras
+        from trainer.gan import DCGAN
+        from trainer.models import build_discriminator, build_generator
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        with strategy.scope():
+            gan = DCGAN(build_generator(), build_discriminator(), seed=0)
+        per_replica = strategy.experimental_local_results(strategy.run(gan._noise, args=(4,)))
+        assert len(per_replica) == 2 and not (per_replica[0].numpy() == per_replica[1].numpy()).any()
+        print("replicas draw distinct noise")
     """)
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "MirroredStrategy over 2 devices" in result.stdout
+    assert "replicas draw distinct noise" in result.stdout
     assert [int(r["iteration"]) for r in loss_rows(tmp_path / "m")] == [1, 2, 3, 4]
 
 

@@ -27,41 +27,43 @@ def parse_policy(text: str) -> tuple[str, ...]:
     return names
 
 
-def augment(images, policy: tuple[str, ...], seed):
+def augment(images, policy: tuple[str, ...], draw_seed):
     """Apply each operation of ``policy``, drawn independently per image, to NHWC ``images``;
-    ``seed`` is a ``keras.random.SeedGenerator``."""
+    ``draw_seed()`` returns a fresh int32 [2] seed for TensorFlow's stateless random ops."""
     for name in policy:
-        images = _OPERATIONS[name](images, seed)
+        images = _OPERATIONS[name](images, draw_seed)
     return images
 
 
-def translate(images, seed):
+def _randint(tf, shape, low, high, draw_seed):
+    return tf.random.stateless_uniform(shape, draw_seed(), minval=low, maxval=high, dtype=tf.int32)
+
+
+def translate(images, draw_seed):
     """Shift each image by up to TRANSLATION of its side in x and y, filling with the background
     (-1, the value of blank pixels in [-1, 1] images)."""
-    import keras
     import tensorflow as tf
 
     n, h, w = tf.shape(images)[0], images.shape[1], images.shape[2]
     sy, sx = int(h * TRANSLATION + 0.5), int(w * TRANSLATION + 0.5)
     padded = tf.pad(images, [[0, 0], [sy, sy], [sx, sx], [0, 0]], constant_values=-1.0)
-    oy = keras.random.randint((n, 1), 0, 2 * sy + 1, seed=seed)
-    ox = keras.random.randint((n, 1), 0, 2 * sx + 1, seed=seed)
+    oy = _randint(tf, (n, 1), 0, 2 * sy + 1, draw_seed)
+    ox = _randint(tf, (n, 1), 0, 2 * sx + 1, draw_seed)
     rows = oy + tf.range(h)[None, :]  # [n, h]: the rows of the padded image that image i keeps
     cols = ox + tf.range(w)[None, :]
     out = tf.gather(padded, rows, axis=1, batch_dims=1)
     return tf.gather(out, cols, axis=2, batch_dims=1)
 
 
-def cutout(images, seed):
+def cutout(images, draw_seed):
     """Set a square of side CUTOUT of the image, at a random place per image, to 0 (mid-grey in
     [-1, 1]); the square may reach past the border, as in DiffAugment."""
-    import keras
     import tensorflow as tf
 
     n, h, w = tf.shape(images)[0], images.shape[1], images.shape[2]
     ch, cw = int(h * CUTOUT + 0.5), int(w * CUTOUT + 0.5)
-    cy = keras.random.randint((n, 1, 1), 0, h + (1 - ch % 2), seed=seed)  # centre, as DiffAugment
-    cx = keras.random.randint((n, 1, 1), 0, w + (1 - cw % 2), seed=seed)
+    cy = _randint(tf, (n, 1, 1), 0, h + (1 - ch % 2), draw_seed)  # centre, as DiffAugment
+    cx = _randint(tf, (n, 1, 1), 0, w + (1 - cw % 2), draw_seed)
     y = tf.range(h)[None, :, None]
     x = tf.range(w)[None, None, :]
     inside = ((y >= cy - ch // 2) & (y < cy - ch // 2 + ch) & (x >= cx - cw // 2) & (x < cx - cw // 2 + cw))

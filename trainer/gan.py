@@ -83,13 +83,28 @@ class DCGAN(keras.Model):
         return [*self.generator.variables, *self.discriminator.variables,
                 *self.d_optimizer.variables, *self.g_optimizer.variables, self.noise_seed.state, *ema]
 
+    def _draw_seed(self):
+        """The next stateless seed of the checkpointed generator, distinct per replica.
+
+        Under a distribution strategy every replica runs the step with the same generator state,
+        so drawing from it directly gives every replica the same noise and the global batch holds
+        copies. The replica's index is added to the seed (replica 0, and any single-device run,
+        draws exactly what ``keras.random.normal(seed=self.noise_seed)`` would)."""
+        seed = self.noise_seed.next()
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            replica = tf.cast(context.replica_id_in_sync_group, seed.dtype)
+            seed = seed + tf.stack([replica, tf.zeros_like(replica)])
+        # as keras' TensorFlow backend does: the state is int64, stateless ops want int32
+        return tf.cast(tf.math.floormod(seed, tf.int32.max - 1), tf.int32)
+
     def _noise(self, n):
-        return keras.random.normal((n, self.latent_dim), seed=self.noise_seed)
+        return tf.random.stateless_normal((n, self.latent_dim), seed=self._draw_seed())
 
     def _augment(self, images):
         # Draws from the noise seed generator, so the augmentations are part of the checkpointed
         # random state too (resume stays exact); with no policy nothing is drawn.
-        return augment(images, self.augment, self.noise_seed) if self.augment else images
+        return augment(images, self.augment, self._draw_seed) if self.augment else images
 
     def _bce(self, labels, logits):
         # Mean over this replica's batch, divided by the replica count: the optimizer sums

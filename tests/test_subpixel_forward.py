@@ -79,6 +79,7 @@ def test_fused_forward_under_mixed_precision_matches_the_layers():
     """--mixed-precision: float16 compute, float32 variables and output layer."""
     rng = np.random.default_rng(0)
     model = small_generator(5, rng, dtype="mixed_float16")
+    assert sum(fusable(a, b) for a, b in zip(model.layers, model.layers[1:])) == 2
     z = tf.constant(rng.standard_normal((6, 12)).astype(np.float32))
     for training in (False, True):
         got = generator_forward(model, z, training=training)

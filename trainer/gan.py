@@ -44,7 +44,7 @@ class DCGAN(keras.Model):
         self.discriminator = discriminator
         self.latent_dim = latent_dim
         self.d_steps = d_steps
-        self.augment = tuple(augment)
+        self.augment_policy = tuple(augment)
         self.joint_d_pass = not _has_batchnorm(discriminator)
         self.noise_seed = keras.random.SeedGenerator(seed)
         self.ema_decay = float(ema_decay)
@@ -104,7 +104,7 @@ class DCGAN(keras.Model):
     def _augment(self, images):
         # Draws from the noise seed generator, so the augmentations are part of the checkpointed
         # random state too (resume stays exact); with no policy nothing is drawn.
-        return augment(images, self.augment, self._draw_seed) if self.augment else images
+        return augment(images, self.augment_policy, self._draw_seed) if self.augment_policy else images
 
     def _bce(self, labels, logits):
         # Mean over this replica's batch, divided by the replica count: the optimizer sums

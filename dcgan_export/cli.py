@@ -52,6 +52,9 @@ _RESUMABLE = {"iterations", "quiet", "tensorboard", "eval_every", "eval_samples"
 @click.option("--d-steps", type=int, default=1, show_default=True, help="Discriminator updates per iteration.")
 @click.option("--label-smoothing", type=float, default=0.0, show_default=True,
               help="One-sided: D's target for real images is 1 - this.")
+@click.option("--r1", type=float, default=0.0, show_default=True,
+              help="R1 penalty weight gamma: D's loss gains gamma/2 x the mean squared gradient of "
+                   "its output on real images (Mescheder et al., 2018); 0 = off.")
 @click.option("--augment", default="none", show_default=True,
               help="Differentiable augmentation of every image D sees, real and fake (DiffAugment): "
                    "'translation', 'cutout', 'translation,cutout' or 'none'. For small data sets.")

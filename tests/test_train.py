@@ -64,6 +64,36 @@ def test_a_discriminator_with_batchnorm_sees_real_and_fake_in_separate_passes():
     np.testing.assert_allclose(float(loss_real), float(expected), rtol=1e-5)
 
 
+@pytest.mark.parametrize("joint", [True, False], ids=["joint-pass", "separate-passes"])
+def test_r1_adds_the_gradient_penalty_of_real_images_only(joint):
+    """D(x) = sum_i w_i x_i^2 + b has grad_x D = 2 w x, so the R1 term gamma/2 E_real ||2 w x||^2
+    adds gamma * 4 w * E_real[x^2] to the gradient of w. Under plain SGD the two runs (same
+    weights, same noise) then differ by exactly -lr times that; fake images, which are drawn
+    differently, must not enter it."""
+    import keras
+    import tensorflow as tf
+
+    from trainer.gan import DCGAN
+    from trainer.testing import random_generator
+
+    L = keras.layers
+    real = tf.random.uniform((8, 28, 28, 1), -1, 1, seed=2)
+    lr, gamma = 0.1, 0.5
+    weights = {}
+    for r1 in (0.0, gamma):
+        d = keras.Sequential([keras.Input((28, 28, 1)), L.Flatten(), L.Lambda(tf.square), L.Dense(1, name="w")])
+        d.set_weights([np.linspace(-1, 1, 784, dtype=np.float32)[:, None], np.zeros(1, np.float32)])
+        gan = DCGAN(random_generator(0), d, seed=0)
+        gan.joint_d_pass = joint
+        gan.compile(keras.optimizers.SGD(lr), keras.optimizers.SGD(lr), r1_gamma=r1)
+        gan.discriminator_step(real)
+        weights[r1] = d.get_layer("w").kernel.numpy()[:, 0]
+    w0 = np.linspace(-1, 1, 784, dtype=np.float32)
+    expected = -lr * gamma * 4 * w0 * np.mean(real.numpy().reshape(8, 784) ** 2, axis=0)
+    np.testing.assert_allclose(weights[gamma] - weights[0.0], expected, rtol=1e-3, atol=1e-6)
+    assert np.abs(expected).max() > 1e-2  # the penalty is large enough to be seen
+
+
 def test_single_device_noise_is_what_keras_random_draws():
     """Making noise distinct per replica must not change single-device runs (or the shipped model
     could no longer be reproduced from its command)."""
@@ -142,7 +172,8 @@ def test_d_lr_sets_only_the_discriminator_learning_rate(tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["options"]["d_lr"] == 4e-4
 
 
-@pytest.mark.parametrize("options", [[], ["--augment", "translation,cutout"]], ids=["plain", "augment"])
+@pytest.mark.parametrize("options", [[], ["--augment", "translation,cutout"], ["--r1", "1"]],
+                         ids=["plain", "augment", "r1"])
 def test_same_seed_same_losses_and_resume_is_exact(tmp_path, capsys, options):
     straight, again, resumed = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     for out in (straight, again):
@@ -186,13 +217,15 @@ def test_sigkill_mid_run_then_resume_leaves_consecutive_rows(tmp_path):
 
 def test_mixed_precision_trains_and_saves_float32(tmp_path, capsys):
     out = tmp_path / "mp"
-    code, _ = dcgan("train", "--iterations", "3", *FAST, "--mixed-precision", "--out", str(out), capsys=capsys)
+    # --r1 too: its double backprop runs through D's float16 layers under loss scaling
+    code, _ = dcgan("train", "--iterations", "3", *FAST, "--mixed-precision", "--r1", "1", "--out", str(out),
+                    capsys=capsys)
     assert code == 0
     import keras
 
     g = keras.models.load_model(out / "generator.keras")
     assert all(w.dtype == "float32" for w in g.weights)
-    assert all(np.isfinite(float(r["g_loss"])) for r in loss_rows(out))
+    assert all(np.isfinite(float(r[k])) for r in loss_rows(out) for k in ("g_loss", "d_loss_real"))
     assert keras.mixed_precision.global_policy().name == "float32"  # restored for whatever runs next
 
 
@@ -247,6 +280,8 @@ def _idx_dir(tmp_path, magic=2051, truncate=0):
     (["--d-lr", "0"], "--d-lr must be a finite number > 0"),
     (["--lr", "inf"], "--lr must be a finite number > 0"),
     (["--d-lr", "nan"], "--d-lr must be a finite number > 0"),
+    (["--r1", "-1"], "--r1 must be a finite number >= 0"),
+    (["--r1", "nan"], "--r1 must be a finite number >= 0"),
     (["--out", "A_FILE/run"], "cannot write to --out"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):

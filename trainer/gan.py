@@ -57,12 +57,16 @@ class DCGAN(keras.Model):
         self.built = True
 
     def compile(self, d_optimizer: keras.optimizers.Optimizer, g_optimizer: keras.optimizers.Optimizer,
-                label_smoothing: float = 0.0, **kwargs):
-        """``label_smoothing``: real images are labelled ``1 - label_smoothing`` for D (one-sided)."""
+                label_smoothing: float = 0.0, r1_gamma: float = 0.0, **kwargs):
+        """``label_smoothing``: real images are labelled ``1 - label_smoothing`` for D (one-sided).
+        ``r1_gamma`` > 0 adds the R1 penalty ``r1_gamma / 2 * E ||grad_x D(x)||^2`` over real
+        images to D's loss (Mescheder et al., 2018): D is kept from growing steep around the data,
+        the oscillation that plain GAN training falls into."""
         super().compile(**kwargs)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
         self.label_smoothing = float(label_smoothing)
+        self.r1_gamma = float(r1_gamma)
         # Built now, not lazily inside the first traced step, so a checkpoint can be restored
         # into them before fit() starts.
         self.d_optimizer.build(self.discriminator.trainable_variables)
@@ -127,18 +131,35 @@ class DCGAN(keras.Model):
                 # BatchNormalization no image's logit depends on the others in its batch, so this
                 # is two separate passes in distribution (Dropout draws its masks once, not twice).
                 images = self._augment(tf.concat([real, tf.cast(fake, real.dtype)], 0))
-                logits = tf.cast(self.discriminator(images, training=True), tf.float32)
+                logits, input_grads = self._discriminate(images, n)
                 real_logits, fake_logits = logits[:n], logits[n:]
             else:  # batch statistics must not mix real and fake
-                real_logits = tf.cast(self.discriminator(self._augment(real), training=True), tf.float32)
-                fake_logits = tf.cast(self.discriminator(self._augment(fake), training=True), tf.float32)
+                real_logits, input_grads = self._discriminate(self._augment(real), n)
+                fake_logits, _ = self._discriminate(self._augment(fake), 0)
             loss_real = self._bce(tf.fill(tf.shape(real_logits), 1.0 - self.label_smoothing), real_logits)
             loss_fake = self._bce(tf.zeros_like(fake_logits), fake_logits)
             loss = loss_real + loss_fake
+            if self.r1_gamma > 0:
+                squared = tf.reduce_sum(tf.square(input_grads), axis=[1, 2, 3])
+                loss += 0.5 * self.r1_gamma * tf.reduce_mean(squared) / tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.d_optimizer.scale_loss(loss)
         variables = self.discriminator.trainable_variables
         self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         return loss_real, loss_fake, tf.sigmoid(real_logits), tf.sigmoid(fake_logits)
+
+    def _discriminate(self, images, n_real):
+        """D's float32 logits, and with R1 on, the gradients of the logits of the first
+        ``n_real`` images (the real ones) with respect to those images. Each logit depends on its
+        own image only, so one gradient of their sum gives every image its own; the outer tape
+        differentiates through it (double backprop)."""
+        if self.r1_gamma == 0:
+            return tf.cast(self.discriminator(images, training=True), tf.float32), None
+        with tf.GradientTape() as inner:
+            inner.watch(images)
+            logits = tf.cast(self.discriminator(images, training=True), tf.float32)
+            real_sum = tf.reduce_sum(logits[:n_real])
+        grads = inner.gradient(real_sum, images)[:n_real]
+        return logits, tf.cast(grads, tf.float32)
 
     def generator_step(self, n):
         with tf.GradientTape() as tape:

@@ -42,6 +42,7 @@ class TrainConfig:
     beta1: float = 0.5
     d_steps: int = 1
     label_smoothing: float = 0.0
+    r1: float = 0.0
     augment: str = "none"
     ema: float = 0.0
     latent_dim: int = 100
@@ -70,6 +71,8 @@ class TrainConfig:
             raise DcganError(f"--ema must be in [0, 1), got {self.ema}")
         if not 0 <= self.label_smoothing < 1:
             raise DcganError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.r1 < math.inf:
+            raise DcganError(f"--r1 must be a finite number >= 0, got {self.r1}")
         try:
             augment.parse_policy(self.augment)
         except ValueError as exc:
@@ -217,7 +220,7 @@ def train(config: TrainConfig, resume: str | None = None, force: bool = False, o
             if config.mixed_precision:
                 d_opt = keras.optimizers.LossScaleOptimizer(d_opt)
                 g_opt = keras.optimizers.LossScaleOptimizer(g_opt)
-            gan.compile(d_opt, g_opt, label_smoothing=config.label_smoothing)
+            gan.compile(d_opt, g_opt, label_smoothing=config.label_smoothing, r1_gamma=config.r1)
     finally:
         keras.mixed_precision.set_global_policy("float32")
 

@@ -48,6 +48,9 @@ _RESUMABLE = {"iterations", "quiet", "tensorboard", "eval_every", "eval_samples"
 @click.option("--d-lr", type=float, default=None,
               help="The discriminator's Adam learning rate [default: --lr]; a larger one is the two "
                    "time-scale update rule (TTUR, Heusel et al., 2017).")
+@click.option("--lr-decay-start", type=int, default=None,
+              help="Hold the learning rates until this iteration, then decay them linearly to 0 at "
+                   "--iterations [default: no decay].")
 @click.option("--beta1", type=float, default=0.5, show_default=True, help="Adam beta_1.")
 @click.option("--d-steps", type=int, default=1, show_default=True, help="Discriminator updates per iteration.")
 @click.option("--label-smoothing", type=float, default=0.0, show_default=True,

@@ -172,6 +172,40 @@ def test_d_lr_sets_only_the_discriminator_learning_rate(tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["options"]["d_lr"] == 4e-4
 
 
+def test_lr_decay_holds_then_falls_linearly_to_zero_counting_d_steps():
+    from trainer.train import TrainConfig, make_optimizers
+
+    config = TrainConfig(iterations=10, lr=1e-3, d_lr=2e-3, d_steps=2, lr_decay_start=4)
+    d_opt, g_opt = make_optimizers(config)
+
+    def rate(opt, updates):
+        opt.iterations.assign(updates)
+        return float(opt.learning_rate)
+
+    # G: one update per iteration; held for updates 0-4, then 1e-3 * (1 - (u - 4) / 6)
+    np.testing.assert_allclose([rate(g_opt, u) for u in (0, 4, 7, 9, 10, 50)],
+                               [1e-3, 1e-3, 5e-4, 1e-3 / 6, 0, 0], rtol=1e-6, atol=1e-12)
+    # D: two updates per iteration, so its curve is stretched over 20 updates
+    np.testing.assert_allclose([rate(d_opt, u) for u in (0, 8, 14, 18, 20)],
+                               [2e-3, 2e-3, 1e-3, 2e-3 / 6, 0], rtol=1e-6, atol=1e-12)
+    constant = make_optimizers(TrainConfig(iterations=10, lr=1e-3))[1]
+    assert rate(constant, 9) == pytest.approx(1e-3)
+
+
+def test_lr_decay_changes_training_only_after_its_start(tmp_path, capsys):
+    runs = {}
+    for name, extra in (("constant", []), ("decay", ["--lr-decay-start", "2"])):
+        runs[name] = tmp_path / name
+        assert dcgan("train", "--iterations", "6", *FAST, *extra, "--out", str(runs[name]), capsys=capsys)[0] == 0
+    constant, decay = (loss_rows(runs[k]) for k in ("constant", "decay"))
+    values = [k for k in constant[0] if k not in ("iteration", "elapsed_s")]
+    # updates 1-3 of each network run at the full rate (update u at step u - 1 < 3), update 4 at a
+    # reduced one. A row's D figures come before its iteration's D update, its g_loss after it.
+    assert [[r[k] for k in values] for r in decay[:3]] == [[r[k] for k in values] for r in constant[:3]]
+    assert [decay[3][k] for k in values if k != "g_loss"] == [constant[3][k] for k in values if k != "g_loss"]
+    assert decay[3]["g_loss"] != constant[3]["g_loss"]
+
+
 @pytest.mark.parametrize("options", [[], ["--augment", "translation,cutout"], ["--r1", "1"]],
                          ids=["plain", "augment", "r1"])
 def test_same_seed_same_losses_and_resume_is_exact(tmp_path, capsys, options):
@@ -188,6 +222,35 @@ def test_same_seed_same_losses_and_resume_is_exact(tmp_path, capsys, options):
 
     assert values(straight) == values(again)  # determinism: all 30 rows identical
     assert values(resumed) == values(straight)  # resume continues exactly where it stopped
+
+
+def test_interrupted_lr_decay_run_resumes_on_the_same_curve(tmp_path, capsys, monkeypatch):
+    """The decay runs to --iterations, so the straight run and the interrupted one (Ctrl-C at
+    iteration 17, resumed from its checkpoint at 12 with the same target) must log the same rows."""
+    from trainer.callbacks import LossLog
+
+    options = ["--iterations", "30", *FAST, "--lr-decay-start", "6", "--checkpoint-every", "6"]
+    straight, interrupted = tmp_path / "a", tmp_path / "b"
+    assert dcgan("train", *options, "--out", str(straight), capsys=capsys)[0] == 0
+
+    log_row = LossLog.on_iteration_end
+
+    def interrupt_at_17(self, iteration, logs):
+        if iteration == 17:
+            raise KeyboardInterrupt
+        log_row(self, iteration, logs)
+
+    monkeypatch.setattr(LossLog, "on_iteration_end", interrupt_at_17)
+    code, err = dcgan("train", *options, "--out", str(interrupted), capsys=capsys)
+    assert code == 130 and "Aborted." in err  # click turns Ctrl-C into Abort
+    assert json.loads((interrupted / "state.json").read_text())["iteration"] == 12
+    monkeypatch.setattr(LossLog, "on_iteration_end", log_row)
+    assert dcgan("train", "--resume", str(interrupted), "--quiet", capsys=capsys)[0] == 0
+
+    def values(run):
+        return [[r[k] for k in r if k != "elapsed_s"] for r in loss_rows(run)]
+
+    assert values(interrupted) == values(straight)
 
 
 @pytest.mark.slow
@@ -281,6 +344,8 @@ def _idx_dir(tmp_path, magic=2051, truncate=0):
     (["--lr", "inf"], "--lr must be a finite number > 0"),
     (["--d-lr", "nan"], "--d-lr must be a finite number > 0"),
     (["--r1", "-1"], "--r1 must be a finite number >= 0"),
+    (["--lr-decay-start", "-1"], "--lr-decay-start must be in [0, --iterations)"),
+    (["--iterations", "30", "--lr-decay-start", "30"], "--lr-decay-start must be in [0, --iterations)"),
     (["--r1", "nan"], "--r1 must be a finite number >= 0"),
     (["--out", "A_FILE/run"], "cannot write to --out"),
 ])

@@ -43,6 +43,7 @@ class TrainConfig:
     d_steps: int = 1
     label_smoothing: float = 0.0
     r1: float = 0.0
+    lr_decay_start: int | None = None  # None: constant learning rates
     augment: str = "none"
     ema: float = 0.0
     latent_dim: int = 100
@@ -73,6 +74,9 @@ class TrainConfig:
             raise DcganError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.r1 < math.inf:
             raise DcganError(f"--r1 must be a finite number >= 0, got {self.r1}")
+        if self.lr_decay_start is not None and not 0 <= self.lr_decay_start < self.iterations:
+            raise DcganError(f"--lr-decay-start must be in [0, --iterations), got {self.lr_decay_start} "
+                             f"with --iterations {self.iterations}")
         try:
             augment.parse_policy(self.augment)
         except ValueError as exc:
@@ -214,12 +218,7 @@ def train(config: TrainConfig, resume: str | None = None, force: bool = False, o
             discriminator = build_discriminator()
             gan = DCGAN(generator, discriminator, config.latent_dim, config.d_steps, seed=config.seed,
                         ema_decay=config.ema, augment=augment.parse_policy(config.augment))
-            d_lr = config.lr if config.d_lr is None else config.d_lr
-            d_opt = keras.optimizers.Adam(d_lr, beta_1=config.beta1)
-            g_opt = keras.optimizers.Adam(config.lr, beta_1=config.beta1)
-            if config.mixed_precision:
-                d_opt = keras.optimizers.LossScaleOptimizer(d_opt)
-                g_opt = keras.optimizers.LossScaleOptimizer(g_opt)
+            d_opt, g_opt = make_optimizers(config)
             gan.compile(d_opt, g_opt, label_smoothing=config.label_smoothing, r1_gamma=config.r1)
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -258,6 +257,25 @@ def train(config: TrainConfig, resume: str | None = None, force: bool = False, o
     cb.plot_losses(run_dir / LOSSES, run_dir / "losses.png")
     echo(f"Done: {run_dir}/generator.keras (export it with: dcgan export {run_dir} --out generator.onnx)")
     return run_dir
+
+
+def make_optimizers(config: TrainConfig) -> tuple:
+    """Adam for D and for G, with their rates held or decayed per ``--lr-decay-start`` (counted
+    in iterations: D's optimizer makes ``d_steps`` updates per iteration) and wrapped for loss
+    scaling under mixed precision."""
+    import keras
+
+    from .schedule import HoldThenLinearDecay
+
+    def optimizer(rate: float, updates_per_iteration: int):
+        if config.lr_decay_start is not None:
+            rate = HoldThenLinearDecay(rate, config.lr_decay_start * updates_per_iteration,
+                                       config.iterations * updates_per_iteration)
+        opt = keras.optimizers.Adam(rate, beta_1=config.beta1)
+        return keras.optimizers.LossScaleOptimizer(opt) if config.mixed_precision else opt
+
+    d_lr = config.lr if config.d_lr is None else config.d_lr
+    return optimizer(d_lr, config.d_steps), optimizer(config.lr, 1)
 
 
 def _save_model(model, path: Path, mixed_precision: bool, rebuild: Callable) -> None:

@@ -149,9 +149,10 @@ class DCGAN(keras.Model):
 
     def _discriminate(self, images, n_real):
         """D's float32 logits, and with R1 on, the gradients of the logits of the first
-        ``n_real`` images (the real ones) with respect to those images. Each logit depends on its
-        own image only, so one gradient of their sum gives every image its own; the outer tape
-        differentiates through it (double backprop)."""
+        ``n_real`` images (the real ones) with respect to those images. Without BatchNormalization
+        each logit depends on its own image only, so one gradient of their sum gives every image
+        its own (with it, the sum's gradient also carries the batch-statistics terms). The outer
+        tape differentiates through it (double backprop)."""
         if self.r1_gamma == 0:
             return tf.cast(self.discriminator(images, training=True), tf.float32), None
         with tf.GradientTape() as inner:

@@ -49,15 +49,17 @@ _RESUMABLE = {"iterations", "quiet", "tensorboard", "eval_every", "eval_samples"
               help="The discriminator's Adam learning rate [default: --lr]; a larger one is the two "
                    "time-scale update rule (TTUR, Heusel et al., 2017).")
 @click.option("--lr-decay-start", type=int, default=None,
-              help="Hold the learning rates until this iteration, then decay them linearly to 0 at "
-                   "--iterations [default: no decay].")
+              help="Hold the learning rates through this iteration, then decay them linearly towards 0 "
+                   "at --iterations (the last iteration runs at lr / (iterations - this)); a resumed run "
+                   "keeps its --iterations [default: no decay].")
 @click.option("--beta1", type=float, default=0.5, show_default=True, help="Adam beta_1.")
 @click.option("--d-steps", type=int, default=1, show_default=True, help="Discriminator updates per iteration.")
 @click.option("--label-smoothing", type=float, default=0.0, show_default=True,
               help="One-sided: D's target for real images is 1 - this.")
 @click.option("--r1", type=float, default=0.0, show_default=True,
-              help="R1 penalty weight gamma: D's loss gains gamma/2 x the mean squared gradient of "
-                   "its output on real images (Mescheder et al., 2018); 0 = off.")
+              help="R1 penalty weight gamma: D's loss gains gamma/2 x the mean, over real images, of "
+                   "the squared norm of the gradient of D's logit with respect to the image "
+                   "(Mescheder et al., 2018); 0 = off.")
 @click.option("--augment", default="none", show_default=True,
               help="Differentiable augmentation of every image D sees, real and fake (DiffAugment): "
                    "'translation', 'cutout', 'translation,cutout' or 'none'. For small data sets.")

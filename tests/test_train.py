@@ -64,12 +64,13 @@ def test_a_discriminator_with_batchnorm_sees_real_and_fake_in_separate_passes():
     np.testing.assert_allclose(float(loss_real), float(expected), rtol=1e-5)
 
 
-@pytest.mark.parametrize("joint", [True, False], ids=["joint-pass", "separate-passes"])
-def test_r1_adds_the_gradient_penalty_of_real_images_only(joint):
-    """D(x) = sum_i w_i x_i^2 + b has grad_x D = 2 w x, so the R1 term gamma/2 E_real ||2 w x||^2
-    adds gamma * 4 w * E_real[x^2] to the gradient of w. Under plain SGD the two runs (same
-    weights, same noise) then differ by exactly -lr times that; fake images, which are drawn
-    differently, must not enter it."""
+def r1_weight_change(gamma, joint=True, strategy=None, mixed_precision=False):
+    """(what the R1 term changes in one SGD step of D, what it should change).
+
+    D(x) = sum_i w_i x_i^2 + b has grad_x D = 2 w x, so the R1 term gamma/2 E_real ||2 w x||^2
+    adds gamma * 4 w * E_real[x^2] to the gradient of w. Two runs from the same weights with the
+    same noise differ by exactly -lr times that; fake images, drawn differently, must not enter
+    it. Under a strategy the 8 real images are split across its replicas."""
     import keras
     import tensorflow as tf
 
@@ -77,21 +78,50 @@ def test_r1_adds_the_gradient_penalty_of_real_images_only(joint):
     from trainer.testing import random_generator
 
     L = keras.layers
+    strategy = strategy or tf.distribute.get_strategy()
     real = tf.random.uniform((8, 28, 28, 1), -1, 1, seed=2)
-    lr, gamma = 0.1, 0.5
+    w0 = np.linspace(-1, 1, 784, dtype=np.float32)
+    lr = 0.1
     weights = {}
     for r1 in (0.0, gamma):
-        d = keras.Sequential([keras.Input((28, 28, 1)), L.Flatten(), L.Lambda(tf.square), L.Dense(1, name="w")])
-        d.set_weights([np.linspace(-1, 1, 784, dtype=np.float32)[:, None], np.zeros(1, np.float32)])
-        gan = DCGAN(random_generator(0), d, seed=0)
-        gan.joint_d_pass = joint
-        gan.compile(keras.optimizers.SGD(lr), keras.optimizers.SGD(lr), r1_gamma=r1)
-        gan.discriminator_step(real)
+        if mixed_precision:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        try:
+            with strategy.scope():
+                d = keras.Sequential([keras.Input((28, 28, 1)), L.Flatten(), L.Lambda(tf.square), L.Dense(1, name="w")])
+                d.set_weights([w0[:, None], np.zeros(1, np.float32)])
+                gan = DCGAN(random_generator(0), d, seed=0)
+                gan.joint_d_pass = joint
+                d_opt, g_opt = keras.optimizers.SGD(lr), keras.optimizers.SGD(lr)
+                if mixed_precision:
+                    d_opt, g_opt = keras.optimizers.LossScaleOptimizer(d_opt), keras.optimizers.LossScaleOptimizer(g_opt)
+                gan.compile(d_opt, g_opt, r1_gamma=r1)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        replicas = strategy.num_replicas_in_sync
+        if replicas > 1:
+            k = 8 // replicas
+            shards = strategy.experimental_distribute_values_from_function(
+                lambda ctx: real[k * ctx.replica_id_in_sync_group:k * (ctx.replica_id_in_sync_group + 1)])
+            tf.function(lambda batch: strategy.run(gan.discriminator_step, args=(batch,)))(shards)
+        else:
+            gan.discriminator_step(real)
         weights[r1] = d.get_layer("w").kernel.numpy()[:, 0]
-    w0 = np.linspace(-1, 1, 784, dtype=np.float32)
     expected = -lr * gamma * 4 * w0 * np.mean(real.numpy().reshape(8, 784) ** 2, axis=0)
-    np.testing.assert_allclose(weights[gamma] - weights[0.0], expected, rtol=1e-3, atol=1e-6)
-    assert np.abs(expected).max() > 1e-2  # the penalty is large enough to be seen
+    assert np.abs(expected).max() > 1e-2  # large enough to be seen
+    return weights[gamma] - weights[0.0], expected
+
+
+@pytest.mark.parametrize("joint", [True, False], ids=["joint-pass", "separate-passes"])
+def test_r1_adds_the_gradient_penalty_of_real_images_only(joint):
+    actual, expected = r1_weight_change(0.5, joint=joint)
+    np.testing.assert_allclose(actual, expected, rtol=1e-3, atol=1e-6)
+
+
+def test_r1_under_mixed_precision_is_the_same_penalty():
+    """The double backprop runs through D's float16 layers under loss scaling."""
+    actual, expected = r1_weight_change(0.5, mixed_precision=True)
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=2e-2 * np.abs(expected).max())
 
 
 def test_single_device_noise_is_what_keras_random_draws():
@@ -182,12 +212,12 @@ def test_lr_decay_holds_then_falls_linearly_to_zero_counting_d_steps():
         opt.iterations.assign(updates)
         return float(opt.learning_rate)
 
-    # G: one update per iteration; held for updates 0-4, then 1e-3 * (1 - (u - 4) / 6)
+    # G: one update per iteration, so u updates applied = t iterations done; 1e-3 * min(1, (10 - t) / 6)
     np.testing.assert_allclose([rate(g_opt, u) for u in (0, 4, 7, 9, 10, 50)],
                                [1e-3, 1e-3, 5e-4, 1e-3 / 6, 0, 0], rtol=1e-6, atol=1e-12)
-    # D: two updates per iteration, so its curve is stretched over 20 updates
-    np.testing.assert_allclose([rate(d_opt, u) for u in (0, 8, 14, 18, 20)],
-                               [2e-3, 2e-3, 1e-3, 2e-3 / 6, 0], rtol=1e-6, atol=1e-12)
+    # D: two updates per iteration, both at the rate of their iteration
+    np.testing.assert_allclose([rate(d_opt, u) for u in (0, 8, 9, 14, 15, 18, 19, 20)],
+                               [2e-3, 2e-3, 2e-3, 1e-3, 1e-3, 2e-3 / 6, 2e-3 / 6, 0], rtol=1e-6, atol=1e-12)
     constant = make_optimizers(TrainConfig(iterations=10, lr=1e-3))[1]
     assert rate(constant, 9) == pytest.approx(1e-3)
 
@@ -245,6 +275,10 @@ def test_interrupted_lr_decay_run_resumes_on_the_same_curve(tmp_path, capsys, mo
     assert code == 130 and "Aborted." in err  # click turns Ctrl-C into Abort
     assert json.loads((interrupted / "state.json").read_text())["iteration"] == 12
     monkeypatch.setattr(LossLog, "on_iteration_end", log_row)
+    # moving the target would bend the curve the run is part-way down: refused, nothing touched
+    code, err = dcgan("train", "--resume", str(interrupted), "--iterations", "40", "--quiet", capsys=capsys)
+    assert code == 2 and "cannot be resumed with a different --iterations" in err and err.count("\n") == 1
+    assert json.loads((interrupted / "state.json").read_text())["iteration"] == 12
     assert dcgan("train", "--resume", str(interrupted), "--quiet", capsys=capsys)[0] == 0
 
     def values(run):
@@ -319,6 +353,29 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert "replicas draw distinct noise" in result.stdout
     assert [int(r["iteration"]) for r in loss_rows(tmp_path / "m")] == [1, 2, 3, 4]
 
+
+
+@pytest.mark.slow
+def test_r1_under_mirrored_strategy_is_the_global_mean():
+    """Each replica's penalty is divided by the replica count: the optimizer sums the replicas'
+    gradients, so this is the mean over the global batch (summed, it would be twice as large)."""
+    script = textwrap.dedent("""
+        import sys
+        import numpy as np
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        sys.path.insert(0, "tests")
+        from test_train import r1_weight_change
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        actual, expected = r1_weight_change(0.5, strategy=strategy)
+        np.testing.assert_allclose(actual, expected, rtol=1e-3, atol=1e-6)
+        print("R1 is the global mean")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "R1 is the global mean" in result.stdout
 
 # --- bad input: one line, exit 2, nothing on disk lost ----------------------------------------
 

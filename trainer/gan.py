@@ -61,7 +61,8 @@ class DCGAN(keras.Model):
         """``label_smoothing``: real images are labelled ``1 - label_smoothing`` for D (one-sided).
         ``r1_gamma`` > 0 adds the R1 penalty ``r1_gamma / 2 * E ||grad_x D(x)||^2`` over real
         images to D's loss (Mescheder et al., 2018): D is kept from growing steep around the data,
-        the oscillation that plain GAN training falls into."""
+        the oscillation that plain GAN training falls into. With augmentation, x is the augmented
+        image D sees. The logged ``d_loss_real``/``d_loss_fake`` do not include the penalty."""
         super().compile(**kwargs)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
@@ -135,7 +136,7 @@ class DCGAN(keras.Model):
                 real_logits, fake_logits = logits[:n], logits[n:]
             else:  # batch statistics must not mix real and fake
                 real_logits, input_grads = self._discriminate(self._augment(real), n)
-                fake_logits, _ = self._discriminate(self._augment(fake), 0)
+                fake_logits, _ = self._discriminate(self._augment(fake))
             loss_real = self._bce(tf.fill(tf.shape(real_logits), 1.0 - self.label_smoothing), real_logits)
             loss_fake = self._bce(tf.zeros_like(fake_logits), fake_logits)
             loss = loss_real + loss_fake
@@ -147,13 +148,13 @@ class DCGAN(keras.Model):
         self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         return loss_real, loss_fake, tf.sigmoid(real_logits), tf.sigmoid(fake_logits)
 
-    def _discriminate(self, images, n_real):
-        """D's float32 logits, and with R1 on, the gradients of the logits of the first
-        ``n_real`` images (the real ones) with respect to those images. Without BatchNormalization
+    def _discriminate(self, images, n_real=None):
+        """D's float32 logits, and with R1 on and ``n_real`` given, the gradients of the logits of
+        the first ``n_real`` images (the real ones) with respect to those images. Without BatchNormalization
         each logit depends on its own image only, so one gradient of their sum gives every image
         its own (with it, the sum's gradient also carries the batch-statistics terms). The outer
         tape differentiates through it (double backprop)."""
-        if self.r1_gamma == 0:
+        if self.r1_gamma == 0 or n_real is None:
             return tf.cast(self.discriminator(images, training=True), tf.float32), None
         with tf.GradientTape() as inner:
             inner.watch(images)

@@ -102,6 +102,7 @@ def prepare(config: TrainConfig, resume: str | None = None, force: bool = False,
             raise DcganError(f"cannot resume {run_dir}: no such directory")
         start = checkpoint.saved_iteration(run_dir)
         config = _load_config(run_dir)
+        _check_decay_target(run_dir, config, (overrides or {}).get("iterations", config.iterations))
         for key, value in (overrides or {}).items():
             setattr(config, key, value)
         config.out = str(run_dir)
@@ -128,6 +129,15 @@ def prepare(config: TrainConfig, resume: str | None = None, force: bool = False,
         _claim_run_dir(run_dir, force)
     _write_config(run_dir, config, data)
     return config, run_dir, data, start
+
+
+def _check_decay_target(run_dir: Path, config: TrainConfig, iterations: int) -> None:
+    """A decaying run's learning rates reach 0 at its --iterations: moving that target on resume
+    would bend the curve it is already part-way down (a longer one would jump back up)."""
+    if config.lr_decay_start is not None and iterations != config.iterations:
+        raise DcganError(f"{run_dir} decays its learning rates to 0 at iteration {config.iterations} "
+                         f"(--lr-decay-start {config.lr_decay_start}); it cannot be resumed with a "
+                         f"different --iterations")
 
 
 def _claim_run_dir(run_dir: Path, force: bool) -> None:
@@ -260,17 +270,16 @@ def train(config: TrainConfig, resume: str | None = None, force: bool = False, o
 
 
 def make_optimizers(config: TrainConfig) -> tuple:
-    """Adam for D and for G, with their rates held or decayed per ``--lr-decay-start`` (counted
-    in iterations: D's optimizer makes ``d_steps`` updates per iteration) and wrapped for loss
-    scaling under mixed precision."""
+    """Adam for D and for G, with their rates held or decayed per ``--lr-decay-start`` (in
+    iterations; D's optimizer makes ``d_steps`` updates in each) and wrapped for loss scaling
+    under mixed precision."""
     import keras
 
     from .schedule import HoldThenLinearDecay
 
     def optimizer(rate: float, updates_per_iteration: int):
         if config.lr_decay_start is not None:
-            rate = HoldThenLinearDecay(rate, config.lr_decay_start * updates_per_iteration,
-                                       config.iterations * updates_per_iteration)
+            rate = HoldThenLinearDecay(rate, config.lr_decay_start, config.iterations, updates_per_iteration)
         opt = keras.optimizers.Adam(rate, beta_1=config.beta1)
         return keras.optimizers.LossScaleOptimizer(opt) if config.mixed_precision else opt
 

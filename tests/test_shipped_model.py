@@ -17,8 +17,8 @@ MODELS = ROOT / "models"
 # A handful of mid-tone output pixels of the shipped model, (seed, image index, row, col) -> uint8.
 # A change of the model, of the noise derivation or of the export shows up here first; after a
 # deliberate retrain, regenerate them with scripts/pin_shipped_pixels.py.
-PINNED = {(0, 0, 11, 13): 101, (0, 7, 14, 13): 132, (1, 3, 13, 13): 153, (2, 123, 14, 13): 56, (7, 42, 13, 15): 81,
-          (11, 300, 14, 15): 180}
+PINNED = {(0, 0, 14, 12): 188, (0, 7, 13, 14): 193, (1, 3, 13, 13): 140, (2, 123, 14, 14): 159, (7, 42, 13, 13): 209,
+          (11, 300, 14, 13): 124}
 
 
 def test_shipped_files_are_there_and_small():

@@ -142,7 +142,8 @@ class DCGAN(keras.Model):
             loss = loss_real + loss_fake
             if self.r1_gamma > 0:
                 squared = tf.reduce_sum(tf.square(input_grads), axis=[1, 2, 3])
-                loss += 0.5 * self.r1_gamma * tf.reduce_mean(squared) / tf.distribute.get_strategy().num_replicas_in_sync
+                replicas = tf.distribute.get_strategy().num_replicas_in_sync  # as in _bce
+                loss += 0.5 * self.r1_gamma * tf.reduce_mean(squared) / replicas
             scaled = self.d_optimizer.scale_loss(loss)
         variables = self.discriminator.trainable_variables
         self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
@@ -150,10 +151,10 @@ class DCGAN(keras.Model):
 
     def _discriminate(self, images, n_real=None):
         """D's float32 logits, and with R1 on and ``n_real`` given, the gradients of the logits of
-        the first ``n_real`` images (the real ones) with respect to those images. Without BatchNormalization
-        each logit depends on its own image only, so one gradient of their sum gives every image
-        its own (with it, the sum's gradient also carries the batch-statistics terms). The outer
-        tape differentiates through it (double backprop)."""
+        the first ``n_real`` images (the real ones) with respect to those images. Without
+        BatchNormalization each logit depends on its own image only, so one gradient of their sum
+        gives every image its own (with it, the sum's gradient also carries the batch-statistics
+        terms). The outer tape differentiates through it (double backprop)."""
         if self.r1_gamma == 0 or n_real is None:
             return tf.cast(self.discriminator(images, training=True), tf.float32), None
         with tf.GradientTape() as inner:

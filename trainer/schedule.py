@@ -7,7 +7,7 @@ from keras import ops
 
 
 class HoldThenLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """``rate`` through iteration ``start``, then falling linearly to reach 0 at iteration ``end``.
+    """``rate`` for the first ``start`` iterations, then falling linearly to 0 at iteration ``end``.
 
     A constant rate keeps a GAN's iterates circling the equilibrium at a radius set by the step
     size; shrinking it for the last stretch lets them settle (the reason for pix2pix's and

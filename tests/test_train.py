@@ -354,7 +354,6 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert [int(r["iteration"]) for r in loss_rows(tmp_path / "m")] == [1, 2, 3, 4]
 
 
-
 @pytest.mark.slow
 def test_r1_under_mirrored_strategy_is_the_global_mean():
     """Each replica's penalty is divided by the replica count: the optimizer sums the replicas'
@@ -376,6 +375,7 @@ def test_r1_under_mirrored_strategy_is_the_global_mean():
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "R1 is the global mean" in result.stdout
+
 
 # --- bad input: one line, exit 2, nothing on disk lost ----------------------------------------
 

@@ -122,8 +122,17 @@ def run_records(run_dir: Path | None, echo: Callable[[str], None]) -> dict[str, 
         records["dataset"] = str(data.get("name", UNKNOWN))
         records["dataset_sha256"] = str(data.get("sha256", UNKNOWN))
     state = _read_json(run_dir / "state.json", echo)
-    if isinstance(state, dict) and isinstance(state.get("iteration"), int):
-        records["training_iterations"] = str(state["iteration"])
+    if isinstance(state, dict):
+        # generator.keras is rewritten only when a run finishes: a resumed run still in progress
+        # holds the previous finish's generator, whose iteration is generator_iteration
+        saved = state.get("generator_iteration")
+        if not isinstance(saved, int) and state.get("finished") is True:
+            saved = state.get("iteration")  # written before generator_iteration existed
+        if isinstance(saved, int):
+            records["training_iterations"] = str(saved)
+            if isinstance(state.get("iteration"), int) and state["iteration"] != saved:
+                echo(f"note: {run_dir} is training (at iteration {state['iteration']}); generator.keras "
+                     f"is from iteration {saved}")
     return records
 
 

@@ -43,7 +43,8 @@ def run_dir(generator_keras, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("run")
     (run / "generator.keras").write_bytes(generator_keras.read_bytes())
     (run / "config.json").write_text(json.dumps({"data": {"name": "mnist-8k", "sha256": "ab" * 32}, "seed": 0}))
-    (run / "state.json").write_text(json.dumps({"iteration": 1234, "epoch": 3}))
+    # a resumed run in progress: generator.keras is still the one saved when it finished at 1234
+    (run / "state.json").write_text(json.dumps({"iteration": 1300, "finished": False, "generator_iteration": 1234}))
     return run
 
 
@@ -70,6 +71,7 @@ def test_optimised_export_matches_keras_and_records_everything(exported, run_dir
     assert props["latent_dim"] == "100"
     assert props["dataset"] == "mnist-8k" and props["dataset_sha256"] == "ab" * 32
     assert props["training_iterations"] == "1234"
+    assert "is training (at iteration 1300); generator.keras is from iteration 1234" in printed
     assert props["source_sha256"] == hashlib.sha256((run_dir / "generator.keras").read_bytes()).hexdigest()
     assert props["optimized"] == "true"
     assert props["dcgan_version"] == "0.1.0"
@@ -142,6 +144,17 @@ def test_no_optimize_exports_the_keras_graph_from_a_plain_keras_file(generator_k
     assert props["optimized"] == "false"
     assert props["dataset"] == props["training_iterations"] == "unknown"  # no run directory
     assert "DepthToSpace" not in {node.op_type for node in model.graph.node}
+
+
+@pytest.mark.parametrize("state, iterations", [
+    ({"iteration": 900, "finished": True}, "900"),  # a run finished before generator_iteration was recorded
+    ({"iteration": 900, "finished": False}, "unknown"),  # its generator.keras is not from iteration 900
+    ({"iteration": "900"}, "unknown"),
+    ([900], "unknown"),
+], ids=["finished-old-format", "first-run-unfinished", "not-int", "not-object"])
+def test_training_iterations_come_from_the_iteration_generator_keras_was_saved_at(tmp_path, state, iterations):
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    assert export.run_records(tmp_path, echo=lambda s: None)["training_iterations"] == iterations
 
 
 def test_parity_gate_refuses_and_leaves_existing_file_untouched(generator_keras, tmp_path):

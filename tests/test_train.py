@@ -185,7 +185,7 @@ def test_train_writes_the_run_directory(tmp_path, capsys):
     assert config["options"]["iterations"] == 12 and config["options"]["batch_size"] == 8
     assert config["data"]["sha256"] == "c7480abb2a021b36a448f21c3504154cac4b3a924ef8e22eace132a36148ebba"
     assert config["versions"]["keras"].startswith("3.")
-    assert json.loads((out / "state.json").read_text()) == {"iteration": 12, "finished": True}
+    assert json.loads((out / "state.json").read_text()) == {"iteration": 12, "finished": True, "generator_iteration": 12}
     # the fixed-noise grids really come from the generator: two different checkpoints differ
     a, b = (np.asarray(Image.open(out / "samples" / n)) for n in ("iter_000005.png", "iter_000010.png"))
     assert not np.array_equal(a, b)
@@ -234,6 +234,27 @@ def test_lr_decay_changes_training_only_after_its_start(tmp_path, capsys):
     assert [[r[k] for k in values] for r in decay[:3]] == [[r[k] for k in values] for r in constant[:3]]
     assert [decay[3][k] for k in values if k != "g_loss"] == [constant[3][k] for k in values if k != "g_loss"]
     assert decay[3]["g_loss"] != constant[3]["g_loss"]
+
+
+def test_state_json_says_finished_only_once_generator_keras_is_written(tmp_path, capsys, monkeypatch):
+    import trainer.train
+
+    out, seen = tmp_path / "run", []
+    save_model = trainer.train._save_model
+
+    def record_state(model, path, *args):
+        seen.append((path.name, json.loads((out / "state.json").read_text())))
+        save_model(model, path, *args)
+
+    monkeypatch.setattr(trainer.train, "_save_model", record_state)
+    assert dcgan("train", "--iterations", "4", *FAST, "--checkpoint-every", "2", "--out", str(out), capsys=capsys)[0] == 0
+    assert seen[0] == ("generator.keras", {"iteration": 4, "finished": False})
+    assert json.loads((out / "state.json").read_text()) == {"iteration": 4, "finished": True, "generator_iteration": 4}
+    seen.clear()
+    # while a resumed run trains, generator.keras is still the one from iteration 4, and says so
+    assert dcgan("train", "--resume", str(out), "--iterations", "8", "--quiet", capsys=capsys)[0] == 0
+    assert seen[0] == ("generator.keras", {"iteration": 8, "finished": False, "generator_iteration": 4})
+    assert json.loads((out / "state.json").read_text()) == {"iteration": 8, "finished": True, "generator_iteration": 8}
 
 
 @pytest.mark.parametrize("options", [[], ["--augment", "translation,cutout"], ["--r1", "1"]],

@@ -140,7 +140,7 @@ class Checkpoints(_IterationCallback):
             checkpoint.save(self.run_dir, self.model.state_variables(), iteration)
 
     def on_train_end(self, logs=None):
-        checkpoint.save(self.run_dir, self.model.state_variables(), self.iteration, finished=True)
+        checkpoint.save(self.run_dir, self.model.state_variables(), self.iteration)
 
 
 class TensorBoardScalars(_IterationCallback):

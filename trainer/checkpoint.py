@@ -19,13 +19,37 @@ CHECKPOINT = "checkpoint.npz"
 STATE = "state.json"
 
 
-def save(run_dir: Path, variables: list, iteration: int, finished: bool = False) -> None:
+def save(run_dir: Path, variables: list, iteration: int) -> None:
     arrays = {f"v{i:04d}": np.asarray(v.numpy() if hasattr(v, "numpy") else v) for i, v in enumerate(variables)}
     arrays["iteration"] = np.asarray(iteration, dtype=np.int64)
     arrays["paths"] = np.asarray([_path(v) for v in variables])
     with atomic_open(run_dir / CHECKPOINT, "wb") as f:
         np.savez(f, **arrays)
-    atomic_write_text(run_dir / STATE, json.dumps({"iteration": iteration, "finished": finished}) + "\n")
+    _write_state(run_dir, iteration, finished=False, generator_iteration=read_state(run_dir).get("generator_iteration"))
+
+
+def mark_finished(run_dir: Path, iteration: int) -> None:
+    """Called once generator.keras holds this iteration's generator, never before: a tool that
+    polls state.json must not see "finished" while generator.keras is still the previous one."""
+    _write_state(run_dir, iteration, finished=True, generator_iteration=iteration)
+
+
+def read_state(run_dir: Path) -> dict:
+    """state.json, or {} where it is missing or unreadable (nothing in it is needed to resume)."""
+    try:
+        state = json.loads((run_dir / STATE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _write_state(run_dir: Path, iteration: int, finished: bool, generator_iteration: int | None) -> None:
+    # generator_iteration: the iteration generator.keras was saved at; a resumed run keeps the
+    # previous one there until it finishes
+    state = {"iteration": iteration, "finished": finished}
+    if isinstance(generator_iteration, int):
+        state["generator_iteration"] = generator_iteration
+    atomic_write_text(run_dir / STATE, json.dumps(state) + "\n")
 
 
 def saved_iteration(run_dir: Path) -> int:

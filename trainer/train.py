@@ -265,6 +265,7 @@ def train(config: TrainConfig, resume: str | None = None, force: bool = False, o
     _save_model(gan.sampling_generator, run_dir / "generator.keras", config.mixed_precision, lambda: build_generator(config.latent_dim))
     _save_model(discriminator, run_dir / "discriminator.keras", config.mixed_precision, build_discriminator)
     cb.plot_losses(run_dir / LOSSES, run_dir / "losses.png")
+    checkpoint.mark_finished(run_dir, config.iterations)
     echo(f"Done: {run_dir}/generator.keras (export it with: dcgan export {run_dir} --out generator.onnx)")
     return run_dir
 

@@ -34,7 +34,7 @@ def _require_training_extra(command: str) -> None:
 
 
 # Options a resumed run may change; every other one is fixed by the run's config.json.
-_RESUMABLE = {"iterations", "quiet", "tensorboard", "eval_every", "eval_samples"}
+_RESUMABLE = {"iterations", "lr_decay_start", "quiet", "tensorboard", "eval_every", "eval_samples"}
 
 
 @cli.command()
@@ -50,8 +50,9 @@ _RESUMABLE = {"iterations", "quiet", "tensorboard", "eval_every", "eval_samples"
                    "time-scale update rule (TTUR, Heusel et al., 2017).")
 @click.option("--lr-decay-start", type=int, default=None,
               help="Hold the learning rates through this iteration, then decay them linearly towards 0 "
-                   "at --iterations (the last iteration runs at lr / (iterations - this)); a resumed run "
-                   "keeps its --iterations [default: no decay].")
+                   "at --iterations (the last iteration runs at lr / (iterations - this)). A resumed run may "
+                   "start decaying at or after its checkpoint; once it decays it keeps its --iterations "
+                   "[default: no decay].")
 @click.option("--beta1", type=float, default=0.5, show_default=True, help="Adam beta_1.")
 @click.option("--d-steps", type=int, default=1, show_default=True, help="Discriminator updates per iteration.")
 @click.option("--label-smoothing", type=float, default=0.0, show_default=True,

@@ -308,6 +308,31 @@ def test_interrupted_lr_decay_run_resumes_on_the_same_curve(tmp_path, capsys, mo
     assert values(interrupted) == values(straight)
 
 
+def test_a_resumed_run_can_start_decaying_at_its_checkpoint(tmp_path, capsys):
+    """Train at the full rates, then anneal: the same run as one started with that --lr-decay-start."""
+    straight, resumed = tmp_path / "a", tmp_path / "b"
+    assert dcgan("train", "--iterations", "20", *FAST, "--r1", "1", "--lr-decay-start", "12", "--out", str(straight),
+                 capsys=capsys)[0] == 0
+    assert dcgan("train", "--iterations", "12", *FAST, "--r1", "1", "--checkpoint-every", "6", "--out", str(resumed),
+                 capsys=capsys)[0] == 0
+    code, err = dcgan("train", "--resume", str(resumed), "--iterations", "20", "--lr-decay-start", "6", "--quiet",
+                      capsys=capsys)
+    assert code == 2 and "--lr-decay-start 6 is before" in err and "(iteration 12)" in err and err.count("\n") == 1
+    assert json.loads((resumed / "config.json").read_text())["options"]["lr_decay_start"] is None
+    assert dcgan("train", "--resume", str(resumed), "--iterations", "20", "--lr-decay-start", "12", "--quiet",
+                 capsys=capsys)[0] == 0
+    assert json.loads((resumed / "config.json").read_text())["options"]["lr_decay_start"] == 12
+
+    def values(run):
+        return [[r[k] for k in r if k != "elapsed_s"] for r in loss_rows(run)]
+
+    assert values(resumed) == values(straight)
+    # once decaying, the start is fixed like the target
+    code, err = dcgan("train", "--resume", str(resumed), "--iterations", "20", "--lr-decay-start", "14", "--quiet",
+                      capsys=capsys)
+    assert code == 2 and "cannot be resumed with a different --lr-decay-start" in err and err.count("\n") == 1
+
+
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_leaves_consecutive_rows(tmp_path):
     out = tmp_path / "run"

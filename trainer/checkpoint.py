@@ -67,14 +67,23 @@ def restore(run_dir: Path, variables: list) -> int:
     """Assign the saved values to ``variables``; return the iteration they were saved at."""
     with np.load(run_dir / CHECKPOINT, allow_pickle=False) as ckpt:
         paths = list(ckpt["paths"])
-        if len(paths) != len(variables):
-            raise DcganError(f"{run_dir / CHECKPOINT}: holds {len(paths)} variables, this run has {len(variables)}")
-        for i, (var, path) in enumerate(zip(variables, paths)):
-            value = ckpt[f"v{i:04d}"]
+        saved = range(len(paths))
+        if not any(_is_learning_rate(_path(v)) for v in variables):
+            # a constant learning rate is an optimizer variable, a decaying one a schedule: a run
+            # that starts decaying on resume has no variable for the rate it saved (and needs none)
+            saved = [i for i in saved if not _is_learning_rate(str(paths[i]))]
+        if len(saved) != len(variables):
+            raise DcganError(f"{run_dir / CHECKPOINT}: holds {len(saved)} variables, this run has {len(variables)}")
+        for i, var in zip(saved, variables):
+            path, value = paths[i], ckpt[f"v{i:04d}"]
             if tuple(value.shape) != tuple(var.shape):
                 raise DcganError(f"{run_dir / CHECKPOINT}: {path} has shape {value.shape}, expected {tuple(var.shape)}")
             var.assign(value)
         return int(ckpt["iteration"])
+
+
+def _is_learning_rate(path: str) -> bool:
+    return path.endswith("/learning_rate")
 
 
 def _path(variable) -> str:

@@ -102,7 +102,7 @@ def prepare(config: TrainConfig, resume: str | None = None, force: bool = False,
             raise DcganError(f"cannot resume {run_dir}: no such directory")
         start = checkpoint.saved_iteration(run_dir)
         config = _load_config(run_dir)
-        _check_decay_target(run_dir, config, (overrides or {}).get("iterations", config.iterations))
+        _check_decay(run_dir, config, start, overrides or {})
         for key, value in (overrides or {}).items():
             setattr(config, key, value)
         config.out = str(run_dir)
@@ -131,13 +131,23 @@ def prepare(config: TrainConfig, resume: str | None = None, force: bool = False,
     return config, run_dir, data, start
 
 
-def _check_decay_target(run_dir: Path, config: TrainConfig, iterations: int) -> None:
-    """A decaying run's learning rates reach 0 at its --iterations: moving that target on resume
-    would bend the curve it is already part-way down (a longer one would jump back up)."""
-    if config.lr_decay_start is not None and iterations != config.iterations:
-        raise DcganError(f"{run_dir} decays its learning rates to 0 at iteration {config.iterations} "
-                         f"(--lr-decay-start {config.lr_decay_start}); it cannot be resumed with a "
-                         f"different --iterations")
+def _check_decay(run_dir: Path, config: TrainConfig, start: int, overrides: dict) -> None:
+    """A resumed run may begin decaying at or after its checkpoint, which continues it exactly as a
+    run started with that --lr-decay-start would have gone. Once it decays, its learning rates
+    reach 0 at its --iterations: moving that target or the start would bend the curve it is
+    already part-way down (a longer one would jump back up)."""
+    decay_start = overrides.get("lr_decay_start", config.lr_decay_start)
+    if config.lr_decay_start is not None:
+        if decay_start != config.lr_decay_start:
+            raise DcganError(f"{run_dir} already decays its learning rates from iteration {config.lr_decay_start}; "
+                             "it cannot be resumed with a different --lr-decay-start")
+        if overrides.get("iterations", config.iterations) != config.iterations:
+            raise DcganError(f"{run_dir} decays its learning rates to 0 at iteration {config.iterations} "
+                             f"(--lr-decay-start {config.lr_decay_start}); it cannot be resumed with a "
+                             f"different --iterations")
+    elif decay_start is not None and decay_start < start:
+        raise DcganError(f"--lr-decay-start {decay_start} is before {run_dir}'s checkpoint (iteration {start}), "
+                         "which trained at the full rates; pass a start of at least that")
 
 
 def _claim_run_dir(run_dir: Path, force: bool) -> None:

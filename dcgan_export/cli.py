@@ -51,7 +51,7 @@ _RESUMABLE = {"iterations", "lr_decay_start", "quiet", "tensorboard", "eval_ever
 @click.option("--lr-decay-start", type=int, default=None,
               help="Hold the learning rates through this iteration, then decay them linearly towards 0 "
                    "at --iterations (the last iteration runs at lr / (iterations - this)). A resumed run may "
-                   "start decaying at or after its checkpoint; once it decays it keeps its --iterations "
+                   "start decaying at or after its checkpoint; once decaying it keeps this and --iterations "
                    "[default: no decay].")
 @click.option("--beta1", type=float, default=0.5, show_default=True, help="Adam beta_1.")
 @click.option("--d-steps", type=int, default=1, show_default=True, help="Discriminator updates per iteration.")

@@ -24,6 +24,7 @@ from .atomic import atomic_write_bytes
 from .errors import DcganError, first_line
 from .inference_graph import InferenceFunction, build_inference_function
 from .parity import parity_check
+from .run_state import generator_iteration
 from .runtime import IMAGES_OUTPUT, PIXELS_OUTPUT
 
 GENERATOR_FILENAME = "generator.keras"
@@ -123,16 +124,14 @@ def run_records(run_dir: Path | None, echo: Callable[[str], None]) -> dict[str, 
         records["dataset_sha256"] = str(data.get("sha256", UNKNOWN))
     state = _read_json(run_dir / "state.json", echo)
     if isinstance(state, dict):
-        # generator.keras is rewritten only when a run finishes: a resumed run still in progress
-        # holds the previous finish's generator, whose iteration is generator_iteration
-        saved = state.get("generator_iteration")
-        if not isinstance(saved, int) and state.get("finished") is True:
-            saved = state.get("iteration")  # written before generator_iteration existed
-        if isinstance(saved, int):
+        # generator.keras is written only when a run finishes: a resumed run that has not finished
+        # (still training, or stopped) holds the previous finish's generator
+        saved = generator_iteration(state)
+        if saved is not None:
             records["training_iterations"] = str(saved)
             if isinstance(state.get("iteration"), int) and state["iteration"] != saved:
-                echo(f"note: {run_dir} is training (at iteration {state['iteration']}); generator.keras "
-                     f"is from iteration {saved}")
+                echo(f"note: {run_dir} has trained on to iteration {state['iteration']} without finishing; "
+                     f"generator.keras is from iteration {saved}")
     return records
 
 

@@ -71,7 +71,7 @@ def test_optimised_export_matches_keras_and_records_everything(exported, run_dir
     assert props["latent_dim"] == "100"
     assert props["dataset"] == "mnist-8k" and props["dataset_sha256"] == "ab" * 32
     assert props["training_iterations"] == "1234"
-    assert "is training (at iteration 1300); generator.keras is from iteration 1234" in printed
+    assert "trained on to iteration 1300 without finishing; generator.keras is from iteration 1234" in printed
     assert props["source_sha256"] == hashlib.sha256((run_dir / "generator.keras").read_bytes()).hexdigest()
     assert props["optimized"] == "true"
     assert props["dcgan_version"] == "0.1.0"
@@ -146,15 +146,19 @@ def test_no_optimize_exports_the_keras_graph_from_a_plain_keras_file(generator_k
     assert "DepthToSpace" not in {node.op_type for node in model.graph.node}
 
 
-@pytest.mark.parametrize("state, iterations", [
-    ({"iteration": 900, "finished": True}, "900"),  # a run finished before generator_iteration was recorded
-    ({"iteration": 900, "finished": False}, "unknown"),  # its generator.keras is not from iteration 900
-    ({"iteration": "900"}, "unknown"),
-    ([900], "unknown"),
-], ids=["finished-old-format", "first-run-unfinished", "not-int", "not-object"])
-def test_training_iterations_come_from_the_iteration_generator_keras_was_saved_at(tmp_path, state, iterations):
+@pytest.mark.parametrize("state, iterations, note", [
+    ({"iteration": 900, "finished": True, "generator_iteration": 900}, "900", False),
+    ({"iteration": 950, "finished": False, "generator_iteration": 900}, "900", True),  # resumed, not finished
+    ({"iteration": 900, "finished": True}, "900", False),  # a run finished before generator_iteration existed
+    ({"iteration": 900, "finished": False}, "unknown", False),  # its generator.keras is not from iteration 900
+    ({"iteration": "900"}, "unknown", False),
+    ([900], "unknown", False),
+], ids=["finished", "resumed-unfinished", "finished-old-format", "first-run-unfinished", "not-int", "not-object"])
+def test_training_iterations_come_from_the_iteration_generator_keras_was_saved_at(tmp_path, state, iterations, note):
     (tmp_path / "state.json").write_text(json.dumps(state))
-    assert export.run_records(tmp_path, echo=lambda s: None)["training_iterations"] == iterations
+    lines = []
+    assert export.run_records(tmp_path, echo=lines.append)["training_iterations"] == iterations
+    assert bool(lines) == note and all("generator.keras is from iteration 900" in line for line in lines)
 
 
 def test_parity_gate_refuses_and_leaves_existing_file_untouched(generator_keras, tmp_path):

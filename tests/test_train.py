@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, dcgan_in_process, run_dcgan
+from dcgan_export.errors import DcganError
 
 FAST = ["--batch-size", "8", "--sample-every", "5", "--quiet"]
 
@@ -236,7 +237,7 @@ def test_lr_decay_changes_training_only_after_its_start(tmp_path, capsys):
     assert decay[3]["g_loss"] != constant[3]["g_loss"]
 
 
-def test_state_json_says_finished_only_once_generator_keras_is_written(tmp_path, capsys, monkeypatch):
+def test_state_json_says_which_iteration_generator_keras_holds(tmp_path, capsys, monkeypatch):
     import trainer.train
 
     out, seen = tmp_path / "run", []
@@ -247,14 +248,64 @@ def test_state_json_says_finished_only_once_generator_keras_is_written(tmp_path,
         save_model(model, path, *args)
 
     monkeypatch.setattr(trainer.train, "_save_model", record_state)
-    assert dcgan("train", "--iterations", "4", *FAST, "--checkpoint-every", "2", "--out", str(out), capsys=capsys)[0] == 0
-    assert seen[0] == ("generator.keras", {"iteration": 4, "finished": False})
-    assert json.loads((out / "state.json").read_text()) == {"iteration": 4, "finished": True, "generator_iteration": 4}
-    seen.clear()
-    # while a resumed run trains, generator.keras is still the one from iteration 4, and says so
-    assert dcgan("train", "--resume", str(out), "--iterations", "8", "--quiet", capsys=capsys)[0] == 0
-    assert seen[0] == ("generator.keras", {"iteration": 8, "finished": False, "generator_iteration": 4})
-    assert json.loads((out / "state.json").read_text()) == {"iteration": 8, "finished": True, "generator_iteration": 8}
+    for iterations in (4, 8):  # a run, then resumed
+        seen.clear()
+        args = ["--resume", str(out)] if iterations == 8 else [*FAST, "--checkpoint-every", "2", "--out", str(out)]
+        assert dcgan("train", *args, "--iterations", str(iterations), "--quiet", capsys=capsys)[0] == 0
+        # not finished while the files are written, and no claim about generator.keras while it is replaced
+        assert seen == [("generator.keras", {"iteration": iterations, "finished": False}),
+                        ("discriminator.keras", {"iteration": iterations, "finished": False,
+                                                 "generator_iteration": iterations})]
+        assert json.loads((out / "state.json").read_text()) == {"iteration": iterations, "finished": True,
+                                                                "generator_iteration": iterations}
+
+
+@pytest.mark.parametrize("before, carried", [
+    ({"iteration": 4, "finished": True, "generator_iteration": 4}, 4),
+    ({"iteration": 5, "finished": False, "generator_iteration": 4}, 4),
+    ({"iteration": 4, "finished": True}, 4),  # written before generator_iteration existed
+    ({"iteration": 4, "finished": False}, None),  # a first run, not finished: no generator.keras yet
+], ids=["finished", "resumed", "finished-old-format", "unfinished"])
+def test_a_resumed_runs_checkpoints_keep_the_iteration_generator_keras_holds(tmp_path, before, carried):
+    from trainer import checkpoint
+
+    (tmp_path / "state.json").write_text(json.dumps(before))
+    checkpoint.save(tmp_path, [np.zeros(2, np.float32)], 6)
+    expected = {"iteration": 6, "finished": False} | ({"generator_iteration": carried} if carried else {})
+    assert json.loads((tmp_path / "state.json").read_text()) == expected
+
+
+@pytest.mark.parametrize("loss_scaled", [False, True], ids=["adam", "loss-scale-optimizer"])
+def test_restore_skips_a_saved_constant_rate_a_decaying_optimizer_has_no_variable_for(tmp_path, loss_scaled):
+    import keras
+
+    from trainer import checkpoint
+    from trainer.schedule import HoldThenLinearDecay
+
+    def optimizer(rate):
+        weight = keras.Variable(np.ones(3, np.float32))
+        opt = keras.optimizers.Adam(rate)
+        opt = keras.optimizers.LossScaleOptimizer(opt) if loss_scaled else opt
+        opt.build([weight])
+        return opt
+
+    constant, decaying = optimizer(1e-3), optimizer(HoldThenLinearDecay(1e-3, 2, 10, 1))
+    assert len(constant.variables) == len(decaying.variables) + 1  # the inner Adam's learning_rate
+    for i, v in enumerate(constant.variables):
+        v.assign(np.full(v.shape, i + 2, v.dtype))
+    checkpoint.save(tmp_path, constant.variables, 3)
+    assert checkpoint.restore(tmp_path, decaying.variables) == 3
+    inner = constant.inner_optimizer if loss_scaled else constant
+    kept = [v for v in constant.variables if v.path != f"{inner.name}/learning_rate"]
+    assert len(kept) == len(decaying.variables)
+    for saved, v in zip(kept, decaying.variables):
+        kind = (saved.path.split("/")[-1].split("_")[-1], v.path.split("/")[-1].split("_")[-1])
+        assert kind[0] == kind[1]  # iteration, momentum, velocity; with loss scaling rate, counter, scale
+        assert np.array_equal(v.numpy(), saved.numpy()), v.path
+    # the other way round a variable would be left unset: refused
+    checkpoint.save(tmp_path, decaying.variables, 3)
+    with pytest.raises(DcganError, match="do not match"):
+        checkpoint.restore(tmp_path, optimizer(1e-3).variables)
 
 
 @pytest.mark.parametrize("options", [[], ["--augment", "translation,cutout"], ["--r1", "1"]],
@@ -308,19 +359,36 @@ def test_interrupted_lr_decay_run_resumes_on_the_same_curve(tmp_path, capsys, mo
     assert values(interrupted) == values(straight)
 
 
-def test_a_resumed_run_can_start_decaying_at_its_checkpoint(tmp_path, capsys):
+@pytest.mark.parametrize("precision", [[], ["--mixed-precision"]], ids=["float32", "mixed"])
+def test_a_resumed_run_can_start_decaying_at_its_checkpoint(tmp_path, capsys, monkeypatch, precision):
     """Train at the full rates, then anneal: the same run as one started with that --lr-decay-start."""
+    from trainer.callbacks import LossLog
+
+    options = [*FAST, "--r1", "1", *precision]
     straight, resumed = tmp_path / "a", tmp_path / "b"
-    assert dcgan("train", "--iterations", "20", *FAST, "--r1", "1", "--lr-decay-start", "12", "--out", str(straight),
+    assert dcgan("train", "--iterations", "20", *options, "--lr-decay-start", "12", "--out", str(straight),
                  capsys=capsys)[0] == 0
-    assert dcgan("train", "--iterations", "12", *FAST, "--r1", "1", "--checkpoint-every", "6", "--out", str(resumed),
+    assert dcgan("train", "--iterations", "12", *options, "--checkpoint-every", "6", "--out", str(resumed),
                  capsys=capsys)[0] == 0
     code, err = dcgan("train", "--resume", str(resumed), "--iterations", "20", "--lr-decay-start", "6", "--quiet",
                       capsys=capsys)
     assert code == 2 and "--lr-decay-start 6 is before" in err and "(iteration 12)" in err and err.count("\n") == 1
     assert json.loads((resumed / "config.json").read_text())["options"]["lr_decay_start"] is None
-    assert dcgan("train", "--resume", str(resumed), "--iterations", "20", "--lr-decay-start", "12", "--quiet",
-                 capsys=capsys)[0] == 0
+
+    # a decay set on resume but not begun yet (stopped at 15, checkpoint 12) can still be moved
+    log_row = LossLog.on_iteration_end
+
+    def interrupt_at_15(self, iteration, logs):
+        if iteration == 15:
+            raise KeyboardInterrupt
+        log_row(self, iteration, logs)
+
+    monkeypatch.setattr(LossLog, "on_iteration_end", interrupt_at_15)
+    code, _ = dcgan("train", "--resume", str(resumed), "--iterations", "20", "--lr-decay-start", "16", "--quiet",
+                    capsys=capsys)
+    assert code == 130 and json.loads((resumed / "config.json").read_text())["options"]["lr_decay_start"] == 16
+    monkeypatch.setattr(LossLog, "on_iteration_end", log_row)
+    assert dcgan("train", "--resume", str(resumed), "--lr-decay-start", "12", "--quiet", capsys=capsys)[0] == 0
     assert json.loads((resumed / "config.json").read_text())["options"]["lr_decay_start"] == 12
 
     def values(run):

@@ -2,7 +2,8 @@
 
 A run killed at any moment (SIGKILL included) finds either the previous checkpoint or the new
 one, never half of one. Variables are stored in ``DCGAN.state_variables()`` order with their
-paths and shapes, and checked on restore.
+paths and shapes; restore matches them by position and checks shapes. state.json says how far
+the run got, whether it finished, and which iteration generator.keras holds.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from dcgan_export.atomic import atomic_open, atomic_write_text
 from dcgan_export.errors import DcganError
+from dcgan_export.run_state import generator_iteration
 
 CHECKPOINT = "checkpoint.npz"
 STATE = "state.json"
@@ -25,12 +27,18 @@ def save(run_dir: Path, variables: list, iteration: int) -> None:
     arrays["paths"] = np.asarray([_path(v) for v in variables])
     with atomic_open(run_dir / CHECKPOINT, "wb") as f:
         np.savez(f, **arrays)
-    _write_state(run_dir, iteration, finished=False, generator_iteration=read_state(run_dir).get("generator_iteration"))
+    _write_state(run_dir, iteration, finished=False, generator_iteration=generator_iteration(read_state(run_dir)))
+
+
+def record_generator(run_dir: Path, iteration: int, saved_at: int | None) -> None:
+    """Say which iteration generator.keras holds: None just before it is replaced, the new one
+    right after, so a kill in between leaves "unknown" rather than a wrong iteration."""
+    _write_state(run_dir, iteration, finished=False, generator_iteration=saved_at)
 
 
 def mark_finished(run_dir: Path, iteration: int) -> None:
-    """Called once generator.keras holds this iteration's generator, never before: a tool that
-    polls state.json must not see "finished" while generator.keras is still the previous one."""
+    """Called once every file of the run is written, never before: a tool that polls state.json
+    must not see "finished" while generator.keras is still the previous one."""
     _write_state(run_dir, iteration, finished=True, generator_iteration=iteration)
 
 
@@ -44,10 +52,8 @@ def read_state(run_dir: Path) -> dict:
 
 
 def _write_state(run_dir: Path, iteration: int, finished: bool, generator_iteration: int | None) -> None:
-    # generator_iteration: the iteration generator.keras was saved at; a resumed run keeps the
-    # previous one there until it finishes
     state = {"iteration": iteration, "finished": finished}
-    if isinstance(generator_iteration, int):
+    if generator_iteration is not None:
         state["generator_iteration"] = generator_iteration
     atomic_write_text(run_dir / STATE, json.dumps(state) + "\n")
 
@@ -66,20 +72,33 @@ def saved_iteration(run_dir: Path) -> int:
 def restore(run_dir: Path, variables: list) -> int:
     """Assign the saved values to ``variables``; return the iteration they were saved at."""
     with np.load(run_dir / CHECKPOINT, allow_pickle=False) as ckpt:
-        paths = list(ckpt["paths"])
-        saved = range(len(paths))
-        if not any(_is_learning_rate(_path(v)) for v in variables):
-            # a constant learning rate is an optimizer variable, a decaying one a schedule: a run
-            # that starts decaying on resume has no variable for the rate it saved (and needs none)
-            saved = [i for i in saved if not _is_learning_rate(str(paths[i]))]
-        if len(saved) != len(variables):
-            raise DcganError(f"{run_dir / CHECKPOINT}: holds {len(saved)} variables, this run has {len(variables)}")
-        for i, var in zip(saved, variables):
-            path, value = paths[i], ckpt[f"v{i:04d}"]
+        paths = [str(p) for p in ckpt["paths"]]
+        matched = _match(paths, variables)
+        if matched is None:
+            raise DcganError(f"{run_dir / CHECKPOINT}: holds {len(paths)} variables that do not match "
+                             f"this run's {len(variables)}")
+        for i, var in zip(matched, variables):
+            value = ckpt[f"v{i:04d}"]
             if tuple(value.shape) != tuple(var.shape):
-                raise DcganError(f"{run_dir / CHECKPOINT}: {path} has shape {value.shape}, expected {tuple(var.shape)}")
+                raise DcganError(f"{run_dir / CHECKPOINT}: {paths[i]} has shape {value.shape}, expected {tuple(var.shape)}")
             var.assign(value)
         return int(ckpt["iteration"])
+
+
+def _match(paths: list[str], variables: list) -> list[int] | None:
+    """The saved index for each variable, in order, or None. A constant learning rate is an
+    optimizer variable and a decaying one a schedule, so a run that starts decaying on resume has
+    no variable for a rate it saved: such a saved rate is skipped wherever the variable in its
+    place is not a learning rate (a loss-scale optimizer keeps its own rate variable either way)."""
+    matched, i = [], 0
+    for var in variables:
+        while i < len(paths) and _is_learning_rate(paths[i]) and not _is_learning_rate(_path(var)):
+            i += 1
+        if i == len(paths):
+            return None
+        matched.append(i)
+        i += 1
+    return matched if i == len(paths) else None
 
 
 def _is_learning_rate(path: str) -> bool:

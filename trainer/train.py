@@ -132,14 +132,14 @@ def prepare(config: TrainConfig, resume: str | None = None, force: bool = False,
 
 
 def _check_decay(run_dir: Path, config: TrainConfig, start: int, overrides: dict) -> None:
-    """A resumed run may begin decaying at or after its checkpoint, which continues it exactly as a
-    run started with that --lr-decay-start would have gone. Once it decays, its learning rates
-    reach 0 at its --iterations: moving that target or the start would bend the curve it is
-    already part-way down (a longer one would jump back up)."""
+    """A run whose checkpoint trained only at the full rates may set or move its decay, as long
+    as it starts at or after the checkpoint: it continues exactly as a run started with those
+    flags would have gone. Once it is decaying, its rates reach 0 at its --iterations: moving the
+    start or that target would bend the curve it is part-way down (a longer one would jump back up)."""
     decay_start = overrides.get("lr_decay_start", config.lr_decay_start)
-    if config.lr_decay_start is not None:
+    if config.lr_decay_start is not None and start > config.lr_decay_start:
         if decay_start != config.lr_decay_start:
-            raise DcganError(f"{run_dir} already decays its learning rates from iteration {config.lr_decay_start}; "
+            raise DcganError(f"{run_dir} has been decaying its learning rates since iteration {config.lr_decay_start}; "
                              "it cannot be resumed with a different --lr-decay-start")
         if overrides.get("iterations", config.iterations) != config.iterations:
             raise DcganError(f"{run_dir} decays its learning rates to 0 at iteration {config.iterations} "
@@ -147,7 +147,7 @@ def _check_decay(run_dir: Path, config: TrainConfig, start: int, overrides: dict
                              f"different --iterations")
     elif decay_start is not None and decay_start < start:
         raise DcganError(f"--lr-decay-start {decay_start} is before {run_dir}'s checkpoint (iteration {start}), "
-                         "which trained at the full rates; pass a start of at least that")
+                         f"which trained at the full rates; pass --lr-decay-start {start} or later")
 
 
 def _claim_run_dir(run_dir: Path, force: bool) -> None:
@@ -272,7 +272,9 @@ def train(config: TrainConfig, resume: str | None = None, force: bool = False, o
     if tb is not None:
         tb.close()
 
+    checkpoint.record_generator(run_dir, config.iterations, None)
     _save_model(gan.sampling_generator, run_dir / "generator.keras", config.mixed_precision, lambda: build_generator(config.latent_dim))
+    checkpoint.record_generator(run_dir, config.iterations, config.iterations)
     _save_model(discriminator, run_dir / "discriminator.keras", config.mixed_precision, build_discriminator)
     cb.plot_losses(run_dir / LOSSES, run_dir / "losses.png")
     checkpoint.mark_finished(run_dir, config.iterations)

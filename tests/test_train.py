@@ -32,6 +32,26 @@ def loss_rows(run_dir):
         return list(csv.DictReader(f))
 
 
+def loss_values(run_dir):
+    """losses.csv without the timings: what must match between two runs that train alike."""
+    return [[r[k] for k in r if k != "elapsed_s"] for r in loss_rows(run_dir)]
+
+
+def press_ctrl_c_at(monkeypatch, iteration):
+    """Make the next run in this process stop as Ctrl-C would at ``iteration``; returns the undo."""
+    from trainer.callbacks import LossLog
+
+    log_row = LossLog.on_iteration_end
+
+    def interrupt(self, at, logs):
+        if at == iteration:
+            raise KeyboardInterrupt
+        log_row(self, at, logs)
+
+    monkeypatch.setattr(LossLog, "on_iteration_end", interrupt)
+    return lambda: monkeypatch.setattr(LossLog, "on_iteration_end", log_row)
+
+
 def test_networks_match_the_recipe():
     from trainer.models import build_discriminator, build_generator
 
@@ -319,51 +339,34 @@ def test_same_seed_same_losses_and_resume_is_exact(tmp_path, capsys, options):
                  "--out", str(resumed), capsys=capsys)[0] == 0
     assert dcgan("train", "--resume", str(resumed), "--iterations", "30", "--quiet", capsys=capsys)[0] == 0
 
-    def values(run):
-        return [[r[k] for k in r if k != "elapsed_s"] for r in loss_rows(run)]
-
-    assert values(straight) == values(again)  # determinism: all 30 rows identical
-    assert values(resumed) == values(straight)  # resume continues exactly where it stopped
+    assert loss_values(straight) == loss_values(again)  # determinism: all 30 rows identical
+    assert loss_values(resumed) == loss_values(straight)  # resume continues exactly where it stopped
 
 
 def test_interrupted_lr_decay_run_resumes_on_the_same_curve(tmp_path, capsys, monkeypatch):
     """The decay runs to --iterations, so the straight run and the interrupted one (Ctrl-C at
     iteration 17, resumed from its checkpoint at 12 with the same target) must log the same rows."""
-    from trainer.callbacks import LossLog
-
     options = ["--iterations", "30", *FAST, "--lr-decay-start", "6", "--checkpoint-every", "6"]
     straight, interrupted = tmp_path / "a", tmp_path / "b"
     assert dcgan("train", *options, "--out", str(straight), capsys=capsys)[0] == 0
 
-    log_row = LossLog.on_iteration_end
-
-    def interrupt_at_17(self, iteration, logs):
-        if iteration == 17:
-            raise KeyboardInterrupt
-        log_row(self, iteration, logs)
-
-    monkeypatch.setattr(LossLog, "on_iteration_end", interrupt_at_17)
+    undo_ctrl_c = press_ctrl_c_at(monkeypatch, 17)
     code, err = dcgan("train", *options, "--out", str(interrupted), capsys=capsys)
     assert code == 130 and "Aborted." in err  # click turns Ctrl-C into Abort
     assert json.loads((interrupted / "state.json").read_text())["iteration"] == 12
-    monkeypatch.setattr(LossLog, "on_iteration_end", log_row)
+    undo_ctrl_c()
     # moving the target would bend the curve the run is part-way down: refused, nothing touched
     code, err = dcgan("train", "--resume", str(interrupted), "--iterations", "40", "--quiet", capsys=capsys)
     assert code == 2 and "cannot be resumed with a different --iterations" in err and err.count("\n") == 1
     assert json.loads((interrupted / "state.json").read_text())["iteration"] == 12
     assert dcgan("train", "--resume", str(interrupted), "--quiet", capsys=capsys)[0] == 0
 
-    def values(run):
-        return [[r[k] for k in r if k != "elapsed_s"] for r in loss_rows(run)]
-
-    assert values(interrupted) == values(straight)
+    assert loss_values(interrupted) == loss_values(straight)
 
 
 @pytest.mark.parametrize("precision", [[], ["--mixed-precision"]], ids=["float32", "mixed"])
 def test_a_resumed_run_can_start_decaying_at_its_checkpoint(tmp_path, capsys, monkeypatch, precision):
     """Train at the full rates, then anneal: the same run as one started with that --lr-decay-start."""
-    from trainer.callbacks import LossLog
-
     options = [*FAST, "--r1", "1", *precision]
     straight, resumed = tmp_path / "a", tmp_path / "b"
     assert dcgan("train", "--iterations", "20", *options, "--lr-decay-start", "12", "--out", str(straight),
@@ -376,25 +379,15 @@ def test_a_resumed_run_can_start_decaying_at_its_checkpoint(tmp_path, capsys, mo
     assert json.loads((resumed / "config.json").read_text())["options"]["lr_decay_start"] is None
 
     # a decay set on resume but not begun yet (stopped at 15, checkpoint 12) can still be moved
-    log_row = LossLog.on_iteration_end
-
-    def interrupt_at_15(self, iteration, logs):
-        if iteration == 15:
-            raise KeyboardInterrupt
-        log_row(self, iteration, logs)
-
-    monkeypatch.setattr(LossLog, "on_iteration_end", interrupt_at_15)
+    undo_ctrl_c = press_ctrl_c_at(monkeypatch, 15)
     code, _ = dcgan("train", "--resume", str(resumed), "--iterations", "20", "--lr-decay-start", "16", "--quiet",
                     capsys=capsys)
     assert code == 130 and json.loads((resumed / "config.json").read_text())["options"]["lr_decay_start"] == 16
-    monkeypatch.setattr(LossLog, "on_iteration_end", log_row)
+    undo_ctrl_c()
     assert dcgan("train", "--resume", str(resumed), "--lr-decay-start", "12", "--quiet", capsys=capsys)[0] == 0
     assert json.loads((resumed / "config.json").read_text())["options"]["lr_decay_start"] == 12
 
-    def values(run):
-        return [[r[k] for k in r if k != "elapsed_s"] for r in loss_rows(run)]
-
-    assert values(resumed) == values(straight)
+    assert loss_values(resumed) == loss_values(straight)
     # once decaying, the start is fixed like the target
     code, err = dcgan("train", "--resume", str(resumed), "--iterations", "20", "--lr-decay-start", "14", "--quiet",
                       capsys=capsys)

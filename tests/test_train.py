@@ -392,6 +392,8 @@ def test_a_resumed_run_can_start_decaying_at_its_checkpoint(tmp_path, capsys, mo
     code, err = dcgan("train", "--resume", str(resumed), "--iterations", "20", "--lr-decay-start", "14", "--quiet",
                       capsys=capsys)
     assert code == 2 and "cannot be resumed with a different --lr-decay-start" in err and err.count("\n") == 1
+    assert json.loads((resumed / "config.json").read_text())["options"]["lr_decay_start"] == 12
+    assert loss_values(resumed) == loss_values(straight)  # nothing on disk touched by the refusal
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ def _require_training_extra(command: str) -> None:
 
 
 # Options a resumed run may change; every other one is fixed by the run's config.json.
-_RESUMABLE = {"iterations", "lr_decay_start", "quiet", "tensorboard", "eval_every", "eval_samples"}
+_RESUMABLE = {"iterations", "lr_decay_start", "ema", "quiet", "tensorboard", "eval_every", "eval_samples"}
 
 
 @cli.command()
@@ -66,7 +66,8 @@ _RESUMABLE = {"iterations", "lr_decay_start", "quiet", "tensorboard", "eval_ever
                    "'translation', 'cutout', 'translation,cutout' or 'none'. For small data sets.")
 @click.option("--ema", type=float, default=0.0, show_default=True,
               help="Keep an exponential moving average of G's weights with this decay (e.g. 0.999) "
-                   "and sample, evaluate and save that; 0 = off.")
+                   "and sample, evaluate and save that; 0 = off. A resumed run may change the decay "
+                   "(the average carries on from its checkpoint's).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--sample-every", type=int, default=200, show_default=True, help="Fixed-noise grid every N iterations.")
 @click.option("--checkpoint-every", type=int, default=500, show_default=True)

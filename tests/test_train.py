@@ -581,6 +581,49 @@ def test_ema_generator_is_the_warmed_up_average_and_is_what_gets_saved(tmp_path,
         np.testing.assert_array_equal(weight.numpy(), value)
 
 
+def test_a_resumed_run_can_change_its_averaging_decay_and_config_json_says_when(tmp_path, capsys):
+    """The average carries on from the checkpoint's with the new decay; training is unchanged."""
+    import keras
+
+    straight, resumed = tmp_path / "a", tmp_path / "b"
+    options = [*FAST, "--ema", "0.9"]
+    assert dcgan("train", "--iterations", "7", *options, "--out", str(straight), capsys=capsys)[0] == 0
+    assert dcgan("train", "--iterations", "6", *options, "--out", str(resumed), capsys=capsys)[0] == 0
+    before = np.load(resumed / "checkpoint.npz")
+    before = [before[f"v{i:04d}"] for i in range(len(before["paths"]))]
+    assert dcgan("train", "--resume", str(resumed), "--iterations", "7", "--ema", "0.3", "--quiet",
+                 capsys=capsys)[0] == 0
+
+    assert loss_values(resumed) == loss_values(straight)
+    saved = keras.models.load_model(resumed / "generator.keras")
+    after = np.load(resumed / "checkpoint.npz")
+    after = [after[f"v{i:04d}"] for i in range(len(after["paths"]))]
+    n = len(saved.weights)  # state order: G's variables first, the average's last
+    decay = min(0.3, 7 / 16)  # the warm-up (1 + t) / (10 + t) after 6 updates is 0.4375: 0.3 rules
+    for weight, live, ema_before, ema_after in zip(saved.weights, after[:n], before[-n:], after[-n:]):
+        expected = decay * ema_before + (1 - decay) * live if weight.trainable else live
+        np.testing.assert_allclose(ema_after, expected, rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(weight.numpy(), ema_after)
+    record = json.loads((resumed / "config.json").read_text())
+    assert record["options"]["ema"] == 0.3
+    assert record["resumed"] == [{"iteration": 6, "changed": {"iterations": [6, 7], "ema": [0.9, 0.3]}}]
+    assert "resumed" not in json.loads((straight / "config.json").read_text())
+
+    # the average cannot be switched off, or on for a run without one; nothing is touched
+    plain = tmp_path / "plain"
+    assert dcgan("train", "--iterations", "2", *FAST, "--out", str(plain), capsys=capsys)[0] == 0
+    for run, ema, word in ((resumed, "0", "off"), (plain, "0.9", "on")):
+        config = (run / "config.json").read_text()
+        code, err = dcgan("train", "--resume", str(run), "--iterations", "9", "--ema", ema, capsys=capsys)
+        assert code == 2 and f"--ema cannot be switched {word} on resume" in err and err.count("\n") == 1
+        assert (run / "config.json").read_text() == config
+    # each later resume adds its own entry, without options that only change what is written out
+    assert dcgan("train", "--resume", str(resumed), "--iterations", "8", capsys=capsys)[0] == 0
+    assert dcgan("train", "--resume", str(resumed), "--iterations", "9", "--tensorboard", capsys=capsys)[0] == 0
+    assert json.loads((resumed / "config.json").read_text())["resumed"][1:] == [
+        {"iteration": 7, "changed": {"iterations": [7, 8]}}, {"iteration": 8, "changed": {"iterations": [8, 9]}}]
+
+
 def test_force_never_clears_a_directory_that_is_not_a_run(tmp_path, capsys):
     project = tmp_path / "project"
     (project / "samples").mkdir(parents=True)

@@ -103,12 +103,18 @@ def prepare(config: TrainConfig, resume: str | None = None, force: bool = False,
         start = checkpoint.saved_iteration(run_dir)
         config = _load_config(run_dir)
         _check_decay(run_dir, config, start, overrides or {})
+        started_ema = config.ema
+        changed = {k: [getattr(config, k), v] for k, v in (overrides or {}).items()
+                   if k not in _DISPLAY_ONLY and getattr(config, k) != v}
+        history = _resume_history(run_dir) + ([{"iteration": start, "changed": changed}] if changed else [])
         for key, value in (overrides or {}).items():
             setattr(config, key, value)
         config.out = str(run_dir)
     else:
-        start = 0
+        start, history = 0, []
     config.validate()
+    if resume is not None:
+        _check_ema(started_ema, config.ema)
     data = datasets.load(config.data)
     if config.eval_every and not data.name.startswith("mnist"):
         raise DcganError("--eval-every scores samples with a digit classifier: it is for --data mnist-8k "
@@ -127,7 +133,7 @@ def prepare(config: TrainConfig, resume: str | None = None, force: bool = False,
         run_dir = Path(config.out or time.strftime("runs/%Y%m%d-%H%M%S"))
         config.out = str(run_dir)
         _claim_run_dir(run_dir, force)
-    _write_config(run_dir, config, data)
+    _write_config(run_dir, config, data, history)
     return config, run_dir, data, start
 
 
@@ -148,6 +154,28 @@ def _check_decay(run_dir: Path, config: TrainConfig, start: int, overrides: dict
     elif decay_start is not None and decay_start < start:
         raise DcganError(f"--lr-decay-start {decay_start} is before {run_dir}'s checkpoint (iteration {start}), "
                          f"which trained at the full rates; pass --lr-decay-start {start} or later")
+
+
+# Options that change what a run writes out, never what it computes: not worth a line in its history.
+_DISPLAY_ONLY = {"quiet", "tensorboard"}
+
+
+def _check_ema(started: float, ema: float) -> None:
+    """A resumed run may change its averaging decay: the average carries on from the checkpoint's
+    with the new one, and training itself (which never reads the average) is unchanged. Switching
+    the average on or off would add or drop state the checkpoint holds or lacks."""
+    if (ema > 0) != (started > 0):
+        raise DcganError(f"--ema cannot be switched {'on' if ema > 0 else 'off'} on resume: the run was "
+                         f"started with --ema {started}; pass another decay > 0 to change it")
+
+
+def _resume_history(run_dir: Path) -> list:
+    """What earlier resumes changed, as config.json records it: options alone say only how a run ends."""
+    try:
+        history = json.loads((run_dir / CONFIG).read_text()).get("resumed", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return history if isinstance(history, list) else []
 
 
 def _claim_run_dir(run_dir: Path, force: bool) -> None:
@@ -190,7 +218,9 @@ def _load_config(run_dir: Path) -> TrainConfig:
         raise DcganError(f"cannot resume {run_dir}: unreadable {CONFIG} ({type(exc).__name__})") from None
 
 
-def _write_config(run_dir: Path, config: TrainConfig, data: datasets.Dataset) -> None:
+def _write_config(run_dir: Path, config: TrainConfig, data: datasets.Dataset, history: list) -> None:
+    """``options`` are the ones in force now; ``resumed`` lists, per resume that changed any, the
+    iteration it resumed at and each changed option as [before, after]."""
     from importlib import metadata
 
     def version(dist: str) -> str | None:
@@ -210,6 +240,8 @@ def _write_config(run_dir: Path, config: TrainConfig, data: datasets.Dataset) ->
             "python": platform.python_version(),
         },
     }
+    if history:
+        record["resumed"] = history
     atomic_write_text(run_dir / CONFIG, json.dumps(record, indent=2) + "\n")
 
 

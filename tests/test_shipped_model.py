@@ -17,8 +17,8 @@ MODELS = ROOT / "models"
 # A handful of mid-tone output pixels of the shipped model, (seed, image index, row, col) -> uint8.
 # A change of the model, of the noise derivation or of the export shows up here first; after a
 # deliberate retrain, regenerate them with scripts/pin_shipped_pixels.py.
-PINNED = {(0, 0, 14, 12): 79, (0, 7, 13, 15): 191, (1, 3, 14, 13): 77, (2, 123, 12, 13): 207, (7, 42, 15, 15): 155,
-          (11, 300, 14, 13): 179}
+PINNED = {(0, 0, 13, 14): 209, (0, 7, 12, 14): 43, (1, 3, 14, 13): 49, (2, 123, 13, 14): 131, (7, 42, 13, 13): 151,
+          (11, 300, 14, 13): 214}
 
 
 def test_shipped_files_are_there_and_small():

@@ -105,7 +105,7 @@ def prepare(config: TrainConfig, resume: str | None = None, force: bool = False,
         _check_decay(run_dir, config, start, overrides or {})
         started_ema = config.ema
         changed = {k: [getattr(config, k), v] for k, v in (overrides or {}).items()
-                   if k not in _DISPLAY_ONLY and getattr(config, k) != v}
+                   if k not in _REPORTING and getattr(config, k) != v}
         history = _resume_history(run_dir) + ([{"iteration": start, "changed": changed}] if changed else [])
         for key, value in (overrides or {}).items():
             setattr(config, key, value)
@@ -156,8 +156,8 @@ def _check_decay(run_dir: Path, config: TrainConfig, start: int, overrides: dict
                          f"which trained at the full rates; pass --lr-decay-start {start} or later")
 
 
-# Options that change what a run writes out, never what it computes: not worth a line in its history.
-_DISPLAY_ONLY = {"quiet", "tensorboard"}
+# Options that change only what a run reports, never what it trains: config.json's history skips them.
+_REPORTING = {"quiet", "tensorboard", "eval_every", "eval_samples"}
 
 
 def _check_ema(started: float, ema: float) -> None:
@@ -219,8 +219,8 @@ def _load_config(run_dir: Path) -> TrainConfig:
 
 
 def _write_config(run_dir: Path, config: TrainConfig, data: datasets.Dataset, history: list) -> None:
-    """``options`` are the ones in force now; ``resumed`` lists, per resume that changed any, the
-    iteration it resumed at and each changed option as [before, after]."""
+    """``options`` are the ones in force now; ``resumed`` lists, per resume that changed what the
+    run trains, the iteration it resumed at and each changed option as [before, after]."""
     from importlib import metadata
 
     def version(dist: str) -> str | None:

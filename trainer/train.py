@@ -101,12 +101,12 @@ def prepare(config: TrainConfig, resume: str | None = None, force: bool = False,
         if not run_dir.is_dir():
             raise DcganError(f"cannot resume {run_dir}: no such directory")
         start = checkpoint.saved_iteration(run_dir)
-        config = _load_config(run_dir)
+        config, record = _load_config(run_dir)
         _check_decay(run_dir, config, start, overrides or {})
         started_ema = config.ema
         changed = {k: [getattr(config, k), v] for k, v in (overrides or {}).items()
                    if k not in _REPORTING and getattr(config, k) != v}
-        history = _resume_history(run_dir) + ([{"iteration": start, "changed": changed}] if changed else [])
+        history = _resume_history(record) + ([{"iteration": start, "changed": changed}] if changed else [])
         for key, value in (overrides or {}).items():
             setattr(config, key, value)
         config.out = str(run_dir)
@@ -126,7 +126,7 @@ def prepare(config: TrainConfig, resume: str | None = None, force: bool = False,
     if resume is not None:
         if start >= config.iterations:
             raise DcganError(f"{run_dir} is already at iteration {start}; pass --iterations N with N > {start}")
-        recorded = json.loads((run_dir / CONFIG).read_text()).get("data", {}).get("sha256")
+        recorded = record.get("data", {}).get("sha256")
         if recorded and recorded != data.sha256:
             raise DcganError(f"cannot resume {run_dir}: data set {config.data!r} changed since the run started")
     else:
@@ -169,12 +169,9 @@ def _check_ema(started: float, ema: float) -> None:
                          f"started with --ema {started}; pass another decay > 0 to change it")
 
 
-def _resume_history(run_dir: Path) -> list:
+def _resume_history(record: dict) -> list:
     """What earlier resumes changed, as config.json records it: options alone say only how a run ends."""
-    try:
-        history = json.loads((run_dir / CONFIG).read_text()).get("resumed", [])
-    except (OSError, ValueError, AttributeError):
-        return []
+    history = record.get("resumed", [])
     return history if isinstance(history, list) else []
 
 
@@ -210,10 +207,12 @@ def _is_run_dir(run_dir: Path) -> bool:
         return False
 
 
-def _load_config(run_dir: Path) -> TrainConfig:
+def _load_config(run_dir: Path) -> tuple[TrainConfig, dict]:
+    """The run's options as a config, and the whole config.json record (data, resume history)."""
     try:
-        options = json.loads((run_dir / CONFIG).read_text())["options"]
-        return TrainConfig(**{f.name: options[f.name] for f in dataclasses.fields(TrainConfig) if f.name in options})
+        record = json.loads((run_dir / CONFIG).read_text())
+        options = record["options"]
+        return TrainConfig(**{f.name: options[f.name] for f in dataclasses.fields(TrainConfig) if f.name in options}), record
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DcganError(f"cannot resume {run_dir}: unreadable {CONFIG} ({type(exc).__name__})") from None
 

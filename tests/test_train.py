@@ -498,6 +498,12 @@ def _idx_dir(tmp_path, magic=2051, truncate=0):
     return str(d)
 
 
+def _npz(tmp_path, labels):
+    path = tmp_path / "digits.npz"
+    np.savez(path, x_train=np.zeros((len(labels), 28, 28), np.uint8), y_train=np.array(labels))
+    return str(path)
+
+
 @pytest.mark.parametrize("args,message", [
     (["--data", "cifar10"], "unknown data set 'cifar10'"),
     (["--data", "/no/such/dir"], "data path not found"),
@@ -513,12 +519,17 @@ def _idx_dir(tmp_path, magic=2051, truncate=0):
     (["--lr-decay-start", "-1"], "--lr-decay-start must be in [0, --iterations)"),
     (["--iterations", "30", "--lr-decay-start", "30"], "--lr-decay-start must be in [0, --iterations)"),
     (["--r1", "nan"], "--r1 must be a finite number >= 0"),
+    (["--class-guidance", "-1"], "--class-guidance must be a finite number >= 0"),
+    (["--class-guidance", "1", "--data", "IDX_UNLABELLED"], "trains a classifier on the data's labels, and"),
+    (["--class-guidance", "1", "--data", "NPZ_LABEL_12"], "--class-guidance needs labels 0-9;"),
     (["--out", "A_FILE/run"], "cannot write to --out"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     (tmp_path / "a_file").write_text("keep me")
     substitutions = {"IDX_BAD_MAGIC": lambda: _idx_dir(tmp_path, magic=2049),
                      "IDX_TRUNCATED": lambda: _idx_dir(tmp_path, truncate=50),
+                     "IDX_UNLABELLED": lambda: _idx_dir(tmp_path),
+                     "NPZ_LABEL_12": lambda: _npz(tmp_path, labels=[12] + [0] * 99),
                      "A_FILE/run": lambda: str(tmp_path / "a_file" / "run")}
     args = [substitutions[a]() if a in substitutions else a for a in args]
     if "--out" not in args:

@@ -82,7 +82,6 @@ def train_classifier(out_path: str | os.PathLike, epochs: int = 18, seed: int = 
         raise DcganError(f"epochs must be >= 1, got {epochs}")
     if batch_size < 1:
         raise DcganError(f"batch_size must be >= 1, got {batch_size}")
-    import keras
     import numpy as np
 
     from dcgan_export import datasets
@@ -90,22 +89,11 @@ def train_classifier(out_path: str | os.PathLike, epochs: int = 18, seed: int = 
 
     train = datasets.load(DATA, "train")
     heldout = datasets.load(DATA, "heldout")
-    x_train, y_train = pixels_to_images(train.images), train.labels.astype(np.int64)
     x_held, y_held = pixels_to_images(heldout.images), heldout.labels.astype(np.int64)
 
-    keras.utils.set_random_seed(seed)
-    model = build_classifier()
-    logits_only = keras.Model(model.input, model.outputs[0])
-    trainable = keras.Sequential([keras.Input((28, 28, 1)), build_augmenter(), logits_only])
-    steps = epochs * int(np.ceil(len(x_train) / batch_size))
-    schedule = keras.optimizers.schedules.CosineDecay(3e-3, decay_steps=steps, alpha=0.01)
-    trainable.compile(
-        optimizer=keras.optimizers.Adam(schedule),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
     started = time.perf_counter()
-    trainable.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=verbose)
+    model = fit_classifier(train.images, train.labels, epochs=epochs, seed=seed, batch_size=batch_size,
+                           verbose=verbose)
     train_seconds = time.perf_counter() - started
 
     keras_logits, keras_features = model.predict(x_held, batch_size=500, verbose=0)
@@ -152,6 +140,31 @@ def train_classifier(out_path: str | os.PathLike, epochs: int = 18, seed: int = 
     atomic_write_bytes(out, data)
     info.update(path=str(out), size_bytes=len(data))
     return info
+
+
+def fit_classifier(pixels, labels, epochs: int = 18, seed: int = 0, batch_size: int = 64, verbose: int = 0):
+    """The (logits, features) Keras classifier, trained on uint8 ``pixels`` [N, 28, 28] and their
+    digit ``labels`` with augmentation and a cosine-decayed Adam rate. One recipe for the
+    evaluator and for ``dcgan train --class-guidance``'s guide."""
+    import keras
+    import numpy as np
+
+    from dcgan_export.images import pixels_to_images
+
+    keras.utils.set_random_seed(seed)
+    model = build_classifier()
+    logits_only = keras.Model(model.input, model.outputs[0])
+    trainable = keras.Sequential([keras.Input((28, 28, 1)), build_augmenter(), logits_only])
+    steps = epochs * int(np.ceil(len(pixels) / batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(3e-3, decay_steps=steps, alpha=0.01)
+    trainable.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    trainable.fit(pixels_to_images(pixels), np.asarray(labels, np.int64), batch_size=batch_size, epochs=epochs,
+                  shuffle=True, verbose=verbose)
+    return model
 
 
 def export_onnx(model):

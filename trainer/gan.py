@@ -23,6 +23,7 @@ import keras
 import tensorflow as tf
 
 from .augment import augment
+from .guidance import guidance_loss
 from .subpixel_forward import generator_forward
 
 
@@ -57,17 +58,25 @@ class DCGAN(keras.Model):
         self.built = True
 
     def compile(self, d_optimizer: keras.optimizers.Optimizer, g_optimizer: keras.optimizers.Optimizer,
-                label_smoothing: float = 0.0, r1_gamma: float = 0.0, **kwargs):
+                label_smoothing: float = 0.0, r1_gamma: float = 0.0, guide: keras.Model | None = None,
+                class_guidance: float = 0.0, **kwargs):
         """``label_smoothing``: real images are labelled ``1 - label_smoothing`` for D (one-sided).
         ``r1_gamma`` > 0 adds the R1 penalty ``r1_gamma / 2 * E ||grad_x D(x)||^2`` over real
         images to D's loss (Mescheder et al., 2018): D is kept from growing steep around the data,
         the oscillation that plain GAN training falls into. With augmentation, x is the augmented
-        image D sees. The logged ``d_loss_real``/``d_loss_fake`` do not include the penalty."""
+        image D sees. The logged ``d_loss_real``/``d_loss_fake`` do not include the penalty.
+        ``class_guidance`` > 0 adds that times ``trainer.guidance.guidance_loss`` of the frozen
+        ``guide``'s logits on G's images (not augmented) to G's loss; the logged ``g_loss`` does
+        not include it."""
         super().compile(**kwargs)
+        if class_guidance > 0 and guide is None:
+            raise ValueError("class_guidance > 0 needs a guide classifier")
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
         self.label_smoothing = float(label_smoothing)
         self.r1_gamma = float(r1_gamma)
+        self.guide = guide if class_guidance > 0 else None
+        self.class_guidance = float(class_guidance)
         # Built now, not lazily inside the first traced step, so a checkpoint can be restored
         # into them before fit() starts.
         self.d_optimizer.build(self.discriminator.trainable_variables)
@@ -169,7 +178,12 @@ class DCGAN(keras.Model):
             fake = generator_forward(self.generator, self._noise(n), training=True)
             logits = tf.cast(self.discriminator(self._augment(fake), training=True), tf.float32)
             loss = self._bce(tf.ones_like(logits), logits)  # non-saturating: maximise log D(G(z))
-            scaled = self.g_optimizer.scale_loss(loss)
+            total = loss
+            if self.guide is not None:
+                replicas = tf.distribute.get_strategy().num_replicas_in_sync  # as in _bce
+                guide_logits = self.guide(tf.cast(fake, tf.float32), training=False)
+                total += self.class_guidance * guidance_loss(guide_logits) / replicas
+            scaled = self.g_optimizer.scale_loss(total)
         variables = self.generator.trainable_variables
         self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         if self.ema_generator is not None:

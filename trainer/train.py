@@ -22,13 +22,13 @@ from dcgan_export import datasets
 from dcgan_export.atomic import atomic_path, atomic_write_text
 from dcgan_export.errors import DcganError
 
-from . import augment, checkpoint
+from . import augment, checkpoint, guidance
 
 CONFIG = "config.json"
 LOSSES = "losses.csv"
 # What --force clears from an existing run directory; nothing else in it is touched.
 RUN_ARTIFACTS = (CONFIG, checkpoint.STATE, checkpoint.CHECKPOINT, LOSSES, "losses.png", "progress.gif",
-                 "generator.keras", "discriminator.keras", "eval.csv", "samples", "tb")
+                 "generator.keras", "discriminator.keras", "eval.csv", "samples", "tb", guidance.GUIDE)
 
 
 @dataclasses.dataclass
@@ -46,6 +46,7 @@ class TrainConfig:
     lr_decay_start: int | None = None  # None: constant learning rates
     augment: str = "none"
     ema: float = 0.0
+    class_guidance: float = 0.0
     latent_dim: int = 100
     seed: int = 0
     sample_every: int = 200
@@ -72,8 +73,9 @@ class TrainConfig:
             raise DcganError(f"--ema must be in [0, 1), got {self.ema}")
         if not 0 <= self.label_smoothing < 1:
             raise DcganError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
-        if not 0 <= self.r1 < math.inf:
-            raise DcganError(f"--r1 must be a finite number >= 0, got {self.r1}")
+        for flag, weight in (("--r1", self.r1), ("--class-guidance", self.class_guidance)):
+            if not 0 <= weight < math.inf:
+                raise DcganError(f"{flag} must be a finite number >= 0, got {weight}")
         if self.lr_decay_start is not None and not 0 <= self.lr_decay_start < self.iterations:
             raise DcganError(f"--lr-decay-start must be in [0, --iterations), got {self.lr_decay_start} "
                              f"with --iterations {self.iterations}")
@@ -116,6 +118,8 @@ def prepare(config: TrainConfig, resume: str | None = None, force: bool = False,
     if resume is not None:
         _check_ema(started_ema, config.ema)
     data = datasets.load(config.data)
+    if config.class_guidance:
+        guidance.check_labels(data.labels, data.name)
     if config.eval_every and not data.name.startswith("mnist"):
         raise DcganError("--eval-every scores samples with a digit classifier: it is for --data mnist-8k "
                          f"or mnist, not {config.data!r}")
@@ -258,9 +262,15 @@ def train(config: TrainConfig, resume: str | None = None, force: bool = False, o
     from .gan import DCGAN
     from .models import build_discriminator, build_generator
 
-    keras.utils.set_random_seed(config.seed)
     strategy = _strategy(config, tf)
     echo(_device_line(config, tf, strategy))
+    guide = None
+    if config.class_guidance:
+        # Trained (first time only) before the run's seed is set, so G and D start as without it.
+        path = guidance.ensure_guide(run_dir, data.images, data.labels, config.seed, echo)
+        with strategy.scope():
+            guide = guidance.load_guide(path)
+    keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
@@ -270,7 +280,8 @@ def train(config: TrainConfig, resume: str | None = None, force: bool = False, o
             gan = DCGAN(generator, discriminator, config.latent_dim, config.d_steps, seed=config.seed,
                         ema_decay=config.ema, augment=augment.parse_policy(config.augment))
             d_opt, g_opt = make_optimizers(config)
-            gan.compile(d_opt, g_opt, label_smoothing=config.label_smoothing, r1_gamma=config.r1)
+            gan.compile(d_opt, g_opt, label_smoothing=config.label_smoothing, r1_gamma=config.r1, guide=guide,
+                        class_guidance=config.class_guidance)
     finally:
         keras.mixed_precision.set_global_policy("float32")
 

@@ -3,7 +3,11 @@
 ``dcgan eval`` measures one seed; a goal met on seed 0 alone may be luck, so this measures each
 seed the same way (10,000 samples against the held-out digits) and says which goals hold.
 
-    .venv/bin/python benchmarks/shipped_quality.py [MODEL.onnx] [--seeds 0 1 2] [--n 10000]
+``--classifier`` measures with another digit classifier (``python -m trainer.classifier --seed 2
+--out OTHER.onnx``): a generator trained with ``--class-guidance`` was steered by a classifier of
+the evaluator's recipe, so its figures should hold under one that played no part in it.
+
+    .venv/bin/python benchmarks/shipped_quality.py [MODEL.onnx] [--seeds 0 1 2] [--n 10000] [--classifier C.onnx]
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ def main() -> None:
     parser.add_argument("model", nargs="?", default=None, help="ONNX generator [default: the shipped one]")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--n", type=int, default=10000)
+    parser.add_argument("--classifier", default=None, help="digit classifier ONNX [default: the shipped one]")
     args = parser.parse_args()
-    evaluator = Evaluator()  # one reference computation for every seed
+    evaluator = Evaluator(args.classifier)  # one reference computation for every seed
     rows = []
     for seed in args.seeds:
         r = evaluate_generator(args.model, n=args.n, seed=seed, evaluator=evaluator)
@@ -39,7 +44,8 @@ def main() -> None:
             "class_goal": r["min_class_share"] >= MIN_CLASS_SHARE,
             "score_goal": r["classifier_score"] >= MIN_SCORE,
         })
-    print(json.dumps({"model": r["model"], "n": args.n, "fid_floor": round(r["fid_floor"], 4), "seeds": rows}, indent=2))
+    print(json.dumps({"model": r["model"], "classifier": str(evaluator.classifier_path), "n": args.n,
+                      "fid_floor": round(r["fid_floor"], 4), "seeds": rows}, indent=2))
 
 
 if __name__ == "__main__":

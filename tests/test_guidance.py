@@ -105,3 +105,18 @@ def test_class_guidance_trains_the_runs_guide_once_and_resumes_exactly(tmp_path,
     record = json.loads((late / "config.json").read_text())
     assert record["options"]["class_guidance"] == 1.0
     assert record["resumed"] == [{"iteration": 4, "changed": {"iterations": [4, 8], "class_guidance": [0.0, 1.0]}}]
+
+
+def test_class_guidance_under_mixed_precision(tmp_path, capsys, monkeypatch):
+    """G's float16 images go through the float32 guide; the run trains and saves float32 weights."""
+    import keras
+    import trainer.guidance
+
+    monkeypatch.setattr(trainer.guidance, "EPOCHS", 1)
+    out = tmp_path / "mixed"
+    assert dcgan("train", "--iterations", "3", *FAST, "--mixed-precision", "--class-guidance", "1",
+                 "--out", str(out), capsys=capsys)[0] == 0
+    rows = loss_values(out)
+    assert len(rows) == 3 and all(np.isfinite(float(v)) for row in rows for v in row)
+    guide = keras.models.load_model(out / "guide_classifier.keras")
+    assert all(w.dtype == "float32" for w in guide.weights)

@@ -1,4 +1,5 @@
-"""The generator we ship in models/: present, exported through the gate, pinned, and the default."""
+"""The generator we ship in models/: present, exported through the gate, pinned, the default, and as good
+as the model card says."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from PIL import Image
 
 from conftest import ROOT, run_dcgan
 from dcgan_export import Sampler
+from dcgan_export.evaluate import evaluate_generator
 from dcgan_export.images import make_grid
 from dcgan_export.runtime import default_model_path
 
@@ -17,8 +19,8 @@ MODELS = ROOT / "models"
 # A handful of mid-tone output pixels of the shipped model, (seed, image index, row, col) -> uint8.
 # A change of the model, of the noise derivation or of the export shows up here first; after a
 # deliberate retrain, regenerate them with scripts/pin_shipped_pixels.py.
-PINNED = {(0, 0, 13, 14): 209, (0, 7, 12, 14): 43, (1, 3, 14, 13): 49, (2, 123, 13, 14): 131, (7, 42, 13, 13): 151,
-          (11, 300, 14, 13): 214}
+PINNED = {(0, 0, 13, 14): 168, (0, 7, 13, 14): 204, (1, 3, 12, 14): 188, (2, 123, 13, 13): 171, (7, 42, 14, 12): 63,
+          (11, 300, 14, 13): 117}
 
 
 def test_shipped_files_are_there_and_small():
@@ -53,3 +55,13 @@ def test_plain_dcgan_sample_uses_the_shipped_model(tmp_path):
     grid = np.asarray(Image.open(tmp_path / "grid.png"))
     expected = make_grid(Sampler(default_model_path()).sample_pixels(25, seed=seed))
     np.testing.assert_array_equal(grid, expected)
+
+
+def test_shipped_generator_meets_the_model_issues_quality_goals():
+    """On 10,000 samples against the held-out digits: classifier FID <= 3x the real-vs-real floor,
+    every digit >= 7% of samples, classifier score >= 9.0 (benchmarks/shipped_quality.py measures
+    more noise seeds and an independent classifier)."""
+    figures = evaluate_generator(None, n=10000, seed=0)
+    assert figures["fid"] <= 3 * figures["fid_floor"]
+    assert figures["min_class_share"] >= 0.07
+    assert figures["classifier_score"] >= 9.0

@@ -443,6 +443,10 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from trainer.train import TrainConfig, train
         train(TrainConfig(out={str(tmp_path / 'm')!r}, iterations=4, batch_size=8, strategy="mirrored", quiet=True))
+        import trainer.guidance
+        trainer.guidance.EPOCHS = 1  # the guide is loaded into the strategy's scope and runs in each replica
+        train(TrainConfig(out={str(tmp_path / 'g')!r}, iterations=2, batch_size=8, strategy="mirrored",
+                          class_guidance=1.0, quiet=True))
 
         # every replica draws its own noise (not copies of the same batch)
         import keras
@@ -461,6 +465,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert "MirroredStrategy over 2 devices" in result.stdout
     assert "replicas draw distinct noise" in result.stdout
     assert [int(r["iteration"]) for r in loss_rows(tmp_path / "m")] == [1, 2, 3, 4]
+    assert all(np.isfinite(float(r["g_loss"])) for r in loss_rows(tmp_path / "g"))
 
 
 @pytest.mark.slow

@@ -73,7 +73,8 @@ _RESUMABLE = {"iterations", "lr_decay_start", "ema", "class_guidance", "quiet", 
                    "while the batch covers every class (CatGAN's generator objective), against samples "
                    "halfway between two digits; needs labelled data. The classifier is trained on the "
                    "run's data when first needed (about 2 min on a CPU for mnist-8k) and kept in the run directory. "
-                   "A resumed run may change W; 0 = off.")
+                   "A resumed run may change W; 0 = off. Under --strategy mirrored the batch is each "
+                   "replica's own.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--sample-every", type=int, default=200, show_default=True, help="Fixed-noise grid every N iterations.")
 @click.option("--checkpoint-every", type=int, default=500, show_default=True)

@@ -527,6 +527,8 @@ def _npz(tmp_path, labels):
     (["--class-guidance", "-1"], "--class-guidance must be a finite number >= 0"),
     (["--class-guidance", "1", "--data", "IDX_UNLABELLED"], "trains a classifier on the data's labels, and"),
     (["--class-guidance", "1", "--data", "NPZ_LABEL_12"], "--class-guidance needs labels 0-9;"),
+    (["--class-guidance", "1", "--data", "NPZ_ONE_HOT"], "--class-guidance needs one integer label per image;"),
+    (["--class-guidance", "1", "--data", "NPZ_TEXT_LABELS"], "--class-guidance needs one integer label per image;"),
     (["--out", "A_FILE/run"], "cannot write to --out"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
@@ -535,6 +537,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
                      "IDX_TRUNCATED": lambda: _idx_dir(tmp_path, truncate=50),
                      "IDX_UNLABELLED": lambda: _idx_dir(tmp_path),
                      "NPZ_LABEL_12": lambda: _npz(tmp_path, labels=[12] + [0] * 99),
+                     "NPZ_ONE_HOT": lambda: _npz(tmp_path, labels=np.eye(10, dtype=np.int64)[[0] * 100]),
+                     "NPZ_TEXT_LABELS": lambda: _npz(tmp_path, labels=["seven"] * 100),
                      "A_FILE/run": lambda: str(tmp_path / "a_file" / "run")}
     args = [substitutions[a]() if a in substitutions else a for a in args]
     if "--out" not in args:
@@ -552,11 +556,13 @@ def test_existing_run_is_refused_without_force_and_kept(tmp_path, capsys):
     (out / "losses.csv").write_text("precious\n")
     (out / "config.json").write_text('{"options": {}}')  # an earlier run's
     (out / "notes.txt").write_text("mine\n")
+    (out / "guide_classifier.keras").write_text("an earlier run's --class-guidance classifier")
     code, err = dcgan("train", "--out", str(out), capsys=capsys)
     assert code == 2 and "already exists" in err and "--force" in err and err.count("\n") == 1
     assert (out / "losses.csv").read_text() == "precious\n"
     code, _ = dcgan("train", "--out", str(out), "--iterations", "2", *FAST, "--force", capsys=capsys)
     assert code == 0 and (out / "notes.txt").read_text() == "mine\n"  # --force clears only run artifacts
+    assert not (out / "guide_classifier.keras").exists()  # a later resume must not guide with it
     assert len(loss_rows(out)) == 2
 
 

@@ -29,10 +29,14 @@ EPOCHS = 18  # the evaluator's recipe (trainer.classifier)
 NUM_CLASSES = 10
 
 
-def check_labels(labels: np.ndarray | None, data_name: str) -> None:
-    """Before any work: the guide is a digit classifier, so it needs labels 0-9."""
+def check_labels(labels: np.ndarray | None, n_images: int, data_name: str) -> None:
+    """Before any work: the guide is a digit classifier, so it needs one label 0-9 per image."""
     if labels is None:
         raise DcganError(f"--class-guidance trains a classifier on the data's labels, and {data_name} has none")
+    labels = np.asarray(labels)
+    if labels.shape != (n_images,) or not np.issubdtype(labels.dtype, np.integer):
+        raise DcganError(f"--class-guidance needs one integer label per image; {data_name} has "
+                         f"{labels.dtype} labels of shape {labels.shape} for {n_images} images")
     if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
         raise DcganError(f"--class-guidance needs labels 0-{NUM_CLASSES - 1}; {data_name} has "
                          f"{int(labels.min())}-{int(labels.max())}")
@@ -71,7 +75,9 @@ def load_guide(path: Path):
 
 def guidance_loss(logits):
     """CatGAN's generator term: the mean per-image class entropy minus the entropy of the batch's
-    mean class distribution (in nats; -ln 10 for confident images spread evenly over ten classes)."""
+    mean class distribution (in nats; -ln 10 for confident images spread evenly over ten classes).
+    Under a distribution strategy the batch is each replica's own: its mean distribution is not
+    shared across replicas."""
     import tensorflow as tf
 
     log_p = tf.nn.log_softmax(tf.cast(logits, tf.float32))

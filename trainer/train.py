@@ -119,7 +119,7 @@ def prepare(config: TrainConfig, resume: str | None = None, force: bool = False,
         _check_ema(started_ema, config.ema)
     data = datasets.load(config.data)
     if config.class_guidance:
-        guidance.check_labels(data.labels, data.name)
+        guidance.check_labels(data.labels, len(data), data.name)
     if config.eval_every and not data.name.startswith("mnist"):
         raise DcganError("--eval-every scores samples with a digit classifier: it is for --data mnist-8k "
                          f"or mnist, not {config.data!r}")

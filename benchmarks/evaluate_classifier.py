@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dcgan_export import datasets  # noqa: E402
 from dcgan_export.evaluate import Evaluator, default_classifier_path  # noqa: E402
-from dcgan_export.images import pixels_to_images  # noqa: E402
+from dcgan_export.contract import to_images  # noqa: E402
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
     path = default_classifier_path()
     evaluator = Evaluator(path)
     heldout = datasets.load("mnist-8k", "heldout")
-    probs, _ = evaluator.classify(pixels_to_images(heldout.images))
+    probs, _ = evaluator.classify(to_images(heldout.images))
     figures["classifier"] = str(path)
     figures["size_bytes"] = path.stat().st_size
     figures["feature_dim"] = evaluator.feature_dim
@@ -51,15 +51,15 @@ def main() -> None:
     started = time.perf_counter()
     figures["fid_floor"] = evaluator.floor_fid()
     figures["reference_and_floor_seconds"] = round(time.perf_counter() - started, 2)
-    real = evaluator.score_images(pixels_to_images(heldout.images))
+    real = evaluator.score_images(to_images(heldout.images))
     figures["heldout_classifier_score"] = real["classifier_score"]
     figures["heldout_mean_confidence"] = real["mean_confidence"]
     figures["heldout_min_class_share"] = real["min_class_share"]
     train = datasets.load("mnist-8k", "train")
-    train_figures = evaluator.score_images(pixels_to_images(train.images))
+    train_figures = evaluator.score_images(to_images(train.images))
     figures["train_classifier_score"] = train_figures["classifier_score"]
 
-    images = pixels_to_images(np.concatenate([train.images, heldout.images, train.images[:2000]]))
+    images = to_images(np.concatenate([train.images, heldout.images, train.images[:2000]]))
     started = time.perf_counter()
     evaluator.score_images(images)
     figures["score_10000_seconds"] = round(time.perf_counter() - started, 2)

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from dcgan_export import datasets  # noqa: E402
-from dcgan_export.images import pixels_to_images  # noqa: E402
+from dcgan_export.contract import to_images  # noqa: E402
 from trainer.data import make_dataset  # noqa: E402
 from trainer.gan import DCGAN  # noqa: E402
 from trainer.models import build_discriminator, build_generator  # noqa: E402
@@ -42,7 +42,7 @@ def ours(images, batch, iterations):
 
 
 def recipe(images, batch, iterations):
-    x = pixels_to_images(images)
+    x = to_images(images)
     rng = np.random.default_rng(0)
     g, d = build_generator(), build_discriminator()
     loss = keras.losses.BinaryCrossentropy(from_logits=True)

@@ -21,3 +21,13 @@ def first_line(exc: BaseException) -> str:
     library errors can span pages, and a DcganError must stay one line."""
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def require_training_extra(command: str) -> None:
+    """The light install has no TensorFlow: say so before any work, not with a traceback after."""
+    from importlib.util import find_spec
+
+    missing = [m for m in ("tensorflow", "keras", "tf2onnx", "onnx") if find_spec(m) is None]
+    if missing:
+        raise DcganError(f"dcgan {command} needs the [train] extra ({', '.join(missing)} not installed): "
+                         "pip install 'dcgan[train]'")

@@ -23,14 +23,12 @@ from typing import Iterable
 import numpy as np
 
 from .errors import DcganError
-from .images import pixels_to_images
-from .runtime import open_session, shipped_file
+from .contract import (CLASSIFIER_FEATURES, CLASSIFIER_INPUT, CLASSIFIER_LOGITS, IMAGE_SHAPE, NUM_CLASSES,
+                       check_float_array, to_images)
+from .paths import shipped_file
+from .runtime import open_session
 
 CLASSIFIER_FILENAME = "mnist_classifier.onnx"
-INPUT_NAME = "images"
-LOGITS_OUTPUT = "logits"
-FEATURES_OUTPUT = "features"
-NUM_CLASSES = 10
 REFERENCE_DATA = "mnist-8k"
 LOW_SHARE = 0.02  # a digit under 2% of samples has (nearly) vanished: one tenth of its fair share
 HIGH_SHARE = 0.30  # one digit over 30% is three times its fair share
@@ -137,23 +135,23 @@ class Evaluator:
         inputs = self._session.get_inputs()
         outputs = {o.name: o.shape for o in self._session.get_outputs()}
         found = ", ".join(f"{i.name}{i.shape}" for i in inputs) + " -> " + ", ".join(f"{k}{v}" for k, v in outputs.items())
-        if (len(inputs) != 1 or inputs[0].name != INPUT_NAME or list(inputs[0].shape[1:]) != [28, 28, 1]
-                or LOGITS_OUTPUT not in outputs or FEATURES_OUTPUT not in outputs
-                or len(outputs[LOGITS_OUTPUT]) != 2 or outputs[LOGITS_OUTPUT][1] != NUM_CLASSES
-                or len(outputs[FEATURES_OUTPUT]) != 2 or not isinstance(outputs[FEATURES_OUTPUT][1], int)):
+        if (len(inputs) != 1 or inputs[0].name != CLASSIFIER_INPUT or tuple(inputs[0].shape[1:]) != IMAGE_SHAPE
+                or CLASSIFIER_LOGITS not in outputs or CLASSIFIER_FEATURES not in outputs
+                or len(outputs[CLASSIFIER_LOGITS]) != 2 or outputs[CLASSIFIER_LOGITS][1] != NUM_CLASSES
+                or len(outputs[CLASSIFIER_FEATURES]) != 2 or not isinstance(outputs[CLASSIFIER_FEATURES][1], int)):
             raise DcganError(
                 f"{path}: not a digit classifier: expected images[N, 28, 28, 1] -> logits[N, 10], "
                 f"features[N, D]; found {found}"
             )
-        self.feature_dim: int = outputs[FEATURES_OUTPUT][1]
+        self.feature_dim: int = outputs[CLASSIFIER_FEATURES][1]
 
     def classify(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """float images [n, 28, 28, 1] in [-1, 1] -> (softmax probabilities [n, 10], features [n, D])."""
         images = check_images(images)
         probs, features = [], []
         for start in range(0, len(images), BATCH):
-            logits, feats = self._session.run([LOGITS_OUTPUT, FEATURES_OUTPUT],
-                                              {INPUT_NAME: images[start:start + BATCH]})
+            logits, feats = self._session.run([CLASSIFIER_LOGITS, CLASSIFIER_FEATURES],
+                                              {CLASSIFIER_INPUT: images[start:start + BATCH]})
             probs.append(softmax(logits))
             features.append(feats.astype(np.float64))
         return np.concatenate(probs), np.concatenate(features)
@@ -164,7 +162,7 @@ class Evaluator:
             from . import datasets
 
             heldout = datasets.load(REFERENCE_DATA, "heldout")
-            self._reference = feature_statistics(self.classify(pixels_to_images(heldout.images))[1])
+            self._reference = feature_statistics(self.classify(to_images(heldout.images))[1])
         return self._reference
 
     def floor_fid(self) -> float:
@@ -173,7 +171,7 @@ class Evaluator:
             from . import datasets
 
             train = datasets.load(REFERENCE_DATA, "train")
-            self._floor = self.fid_of_features(self.classify(pixels_to_images(train.images))[1])
+            self._floor = self.fid_of_features(self.classify(to_images(train.images))[1])
         return self._floor
 
     def fid_of_features(self, features: np.ndarray) -> float:
@@ -220,16 +218,7 @@ class Evaluator:
 def check_images(images) -> np.ndarray:
     """images as C-contiguous float32 [n, 28, 28, 1], or a DcganError saying what is wrong."""
     arr = np.asarray(images)
-    if arr.ndim == 3:
-        arr = arr[..., None]
-    if arr.ndim != 4 or arr.shape[1:] != (28, 28, 1) or len(arr) < 1:
-        raise DcganError(f"images must have shape (n, 28, 28, 1) with n >= 1, got {np.shape(images)}")
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise DcganError(f"images must be a real numeric array, got dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all():
-        raise DcganError("images contain NaN or infinite values")
-    return arr
+    return check_float_array(arr[..., None] if arr.ndim == 3 else arr, "images", IMAGE_SHAPE)
 
 
 def evaluate_generator(model: str | os.PathLike | None, n: int = 10000, seed: int = 0,

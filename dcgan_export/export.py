@@ -14,7 +14,6 @@ TensorFlow is imported inside the functions: ``dcgan`` commands other than expor
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -24,48 +23,28 @@ from .atomic import atomic_write_bytes
 from .errors import DcganError, first_line
 from .inference_graph import InferenceFunction, build_inference_function
 from .parity import parity_check
-from .run_state import generator_iteration
-from .runtime import IMAGES_OUTPUT, PIXELS_OUTPUT
+from .contract import IMAGES_OUTPUT, PIXELS_OUTPUT, Meta
+from .paths import check_output_file
+from .run_dir import RunDir
 
-GENERATOR_FILENAME = "generator.keras"
-UNKNOWN = "unknown"
-
-
-def resolve_source(src: str | os.PathLike) -> tuple[Path, Path | None]:
-    """(generator.keras path, run directory or None) or DcganError."""
+def resolve_source(src: str | os.PathLike) -> tuple[Path, RunDir | None]:
+    """(generator.keras path, its run directory or None) or DcganError."""
     path = Path(src)
     if not path.exists():
         raise DcganError(f"{path}: no such file or directory")
     if path.is_dir():
-        model = path / GENERATOR_FILENAME
-        if not model.is_file():
-            raise DcganError(f"{path}: not a run directory with a trained generator (no {GENERATOR_FILENAME})")
-        return model, path
+        run = RunDir(path)
+        return run.model(RunDir.GENERATOR, "the run has not finished; resume it, or export a .keras file"), run
     if path.suffix != ".keras":  # checked here, before TensorFlow's seconds of import time
         raise DcganError(f"{path}: not a Keras model file (expected a .keras file)")
-    if path.name == GENERATOR_FILENAME and (path.parent / "config.json").is_file():
-        return path, path.parent  # generator.keras inside a run directory: use its records too
+    if path.name == RunDir.GENERATOR and RunDir(path.parent).config.is_file():
+        return path, RunDir(path.parent)  # generator.keras inside a run directory: use its records too
     return path, None
 
 
 def check_output_path(out: str | os.PathLike, source: Path | None = None) -> Path:
     """Fail before any slow work if ``out`` can never be written, or would overwrite ``source``."""
-    path = Path(out)
-    parent = path.parent
-    if path.is_dir():
-        raise DcganError(f"--out {path}: is a directory; give a file name such as {path / 'generator.onnx'}")
-    if source is not None and (path.resolve() == source.resolve()
-                               or (path.exists() and os.path.samefile(path, source))):
-        raise DcganError(f"--out {path}: is the source model itself; give another file name")
-    if path.suffix != ".onnx":
-        raise DcganError(f"--out must end in .onnx, got {path}")
-    if not parent.exists():
-        raise DcganError(f"--out {path}: directory {parent} does not exist")
-    if not parent.is_dir():
-        raise DcganError(f"--out {path}: {parent} is not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise DcganError(f"--out {path}: directory {parent} is not writable")
-    return path
+    return check_output_file(out, "--out", suffixes=(".onnx",), protect={"source model": source})
 
 
 def load_generator(path: Path):
@@ -112,37 +91,31 @@ def _is_policy(value) -> bool:
     return isinstance(value, str) or (isinstance(value, dict) and value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"))
 
 
-def run_records(run_dir: Path | None, echo: Callable[[str], None]) -> dict[str, str]:
+def run_records(run: RunDir | None, echo: Callable[[str], None]) -> dict[str, str]:
     """Data set name/sha256 and training iterations from a run directory, "unknown" where absent."""
-    records = {"dataset": UNKNOWN, "dataset_sha256": UNKNOWN, "training_iterations": UNKNOWN}
-    if run_dir is None:
+    records = {Meta.DATASET: Meta.UNKNOWN, Meta.DATASET_SHA256: Meta.UNKNOWN, Meta.TRAINING_ITERATIONS: Meta.UNKNOWN}
+    if run is None:
         return records
-    config = _read_json(run_dir / "config.json", echo)
-    data = config.get("data") if isinstance(config, dict) else None
+    config = {}
+    if run.config.exists():
+        try:
+            config = run.read_config()
+        except DcganError as exc:
+            echo(f"warning: ignoring run records ({exc})")
+    data = config.get("data")
     if isinstance(data, dict):
-        records["dataset"] = str(data.get("name", UNKNOWN))
-        records["dataset_sha256"] = str(data.get("sha256", UNKNOWN))
-    state = _read_json(run_dir / "state.json", echo)
-    if isinstance(state, dict):
-        # generator.keras is written only when a run finishes: a resumed run that has not finished
-        # (still training, or stopped) holds the previous finish's generator
-        saved = generator_iteration(state)
-        if saved is not None:
-            records["training_iterations"] = str(saved)
-            if isinstance(state.get("iteration"), int) and state["iteration"] != saved:
-                echo(f"note: {run_dir} has trained on to iteration {state['iteration']} without finishing; "
-                     f"generator.keras is from iteration {saved}")
+        records[Meta.DATASET] = str(data.get("name", Meta.UNKNOWN))
+        records[Meta.DATASET_SHA256] = str(data.get("sha256", Meta.UNKNOWN))
+    # generator.keras is written only when a run finishes: a resumed run that has not finished
+    # (still training, or stopped) holds the previous finish's generator
+    saved = run.generator_iteration()
+    if saved is not None:
+        records[Meta.TRAINING_ITERATIONS] = str(saved)
+        iteration = run.read_state().get("iteration")
+        if isinstance(iteration, int) and iteration != saved:
+            echo(f"note: {run} has trained on to iteration {iteration} without finishing; "
+                 f"generator.keras is from iteration {saved}")
     return records
-
-
-def _read_json(path: Path, echo):
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        echo(f"warning: ignoring {path} ({first_line(exc)})")
-        return None
 
 
 def convert(function: InferenceFunction):

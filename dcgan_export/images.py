@@ -55,9 +55,3 @@ def write_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], duration_ms
     images = [Image.fromarray(np.ascontiguousarray(f, dtype=np.uint8)) for f in frames]
     with atomic_open(path, "wb") as f:
         images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
-
-
-def pixels_to_images(pixels: np.ndarray) -> np.ndarray:
-    """uint8 [n, 28, 28] -> float32 [n, 28, 28, 1] in [-1, 1], (x - 127.5) / 127.5: the scaling of the
-    generator's ``images`` output, so real digits and samples are fed to models identically."""
-    return ((np.asarray(pixels, dtype=np.float32) - 127.5) / 127.5)[..., None]

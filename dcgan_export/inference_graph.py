@@ -19,9 +19,8 @@ import numpy as np
 
 from . import subpixel
 from .errors import DcganError
-from .runtime import IMAGES_OUTPUT, PIXELS_OUTPUT
+from .contract import IMAGE_SHAPE, IMAGES_OUTPUT, PIXELS_OUTPUT
 
-IMAGE_SHAPE = (28, 28, 1)
 
 
 @dataclass

@@ -22,26 +22,29 @@ from typing import Iterator
 import numpy as np
 import onnxruntime as ort
 
+from .contract import IMAGES_OUTPUT, PIXELS_OUTPUT, check_float_array, to_pixels
 from .errors import DcganError, first_line
+from .paths import shipped_file
+from .run_dir import RunDir
 
-MODEL_FILENAME = "generator.onnx"
-IMAGES_OUTPUT = "images"
-PIXELS_OUTPUT = "pixels"
-
-
-def shipped_file(filename: str) -> Path:
-    """A file shipped with dcgan: inside the installed package (``dcgan_export/shipped/``) first,
-    then ``models/`` of a source checkout, so one lookup serves wheels and checkouts alike."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "shipped" / filename, here.parent / "models" / filename):
-        if candidate.is_file():
-            return candidate
-    raise DcganError(f"no shipped {filename} found (looked in the package's shipped/ and in models/)")
+MODEL_FILENAME = RunDir.GENERATOR_ONNX
 
 
 def default_model_path() -> Path:
     """The shipped generator."""
     return shipped_file(MODEL_FILENAME)
+
+
+def model_path(model: str | os.PathLike | None) -> Path:
+    """The ONNX generator a ``--model`` names: a file, a run directory (its generator.onnx), or
+    None for the shipped one."""
+    if model is None:
+        return default_model_path()
+    path = Path(model)
+    if path.is_dir():
+        return RunDir(path).model(RunDir.GENERATOR_ONNX,
+                                  f"export it with: dcgan export {path} --out {path / RunDir.GENERATOR_ONNX}")
+    return path
 
 
 def open_session(model: str | os.PathLike | bytes, threads: int | None = None, label: str | None = None,
@@ -104,22 +107,16 @@ def noise(seed: int, start: int, count: int, latent_dim: int) -> np.ndarray:
     return out
 
 
-def to_pixels(images: np.ndarray) -> np.ndarray:
-    """float images in [-1, 1] ([n, 28, 28, 1]) -> uint8 [n, 28, 28], as the ONNX ``pixels`` output."""
-    scaled = np.rint((images[..., 0] + 1.0) * 127.5)
-    return np.clip(scaled, 0, 255).astype(np.uint8)
-
-
 class Sampler:
     """A generator loaded into an onnxruntime session. Thread-safe: share one across threads.
 
-    ``model``: path of an ONNX generator with input ``[N, latent]`` and output ``images``
-    (``None``: the shipped one). ``threads``: intra-op threads (default: physical cores).
+    ``model``: an ONNX generator with input ``[N, latent]`` and output ``images`` (the contract in
+    ``dcgan_export.contract``), or a run directory holding one (``None``: the shipped one). ``threads``: intra-op threads (default: physical cores).
     """
 
     def __init__(self, model: str | os.PathLike | None = None, threads: int | None = None,
                  providers: list[str] | None = None):
-        path = default_model_path() if model is None else Path(model)
+        path = model_path(model)
         if not path.is_file():
             raise DcganError(f"model not found: {path}")
         self._session = open_session(path, threads, providers=providers)
@@ -147,18 +144,7 @@ class Sampler:
 
     def check_noise(self, z) -> np.ndarray:
         """z as a C-contiguous float32 [n, latent] array, or a ValueError saying what is wrong."""
-        try:
-            arr = np.asarray(z)
-        except Exception as exc:
-            raise DcganError(f"noise must be a numeric array of shape (n, {self.latent_dim}): {exc}") from None
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-            raise DcganError(f"noise must be a real numeric array, got dtype {arr.dtype}")
-        if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] != self.latent_dim:
-            raise DcganError(f"noise must have shape (n, {self.latent_dim}) with n >= 1, got {arr.shape}")
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
-        if not np.isfinite(arr).all():
-            raise DcganError("noise contains NaN or infinite values")
-        return arr
+        return check_float_array(z, "noise", (self.latent_dim,))
 
     def generate(self, z) -> np.ndarray:
         """Images for noise ``z`` [n, latent]: float32 [n, 28, 28, 1] in [-1, 1]."""

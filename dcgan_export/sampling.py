@@ -7,14 +7,15 @@ every file is written through a temporary file, so a bad request leaves the disk
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_open
+from .contract import check_float_array
 from .errors import DcganError
 from .images import make_grid, png_bytes, write_png
+from .paths import check_output_file, check_writable_dir, existing_ancestor
 from .runtime import Sampler, resolve_seed
 
 MAX_SAMPLES = 10_000_000
@@ -69,7 +70,7 @@ def run_sample(req: SampleRequest) -> str:
         return f"Wrote {written} PNGs to {req.out_dir} ({source})"
     if fmt == "npy":
         _write_npy_stream(Path(req.out), batches, n, sampler.image_shape[:2])
-        return f"Wrote {req.out}: uint8 [{n}, 28, 28] ({source})"
+        return f"Wrote {req.out}: uint8 [{n}, {', '.join(map(str, sampler.image_shape[:2]))}] ({source})"
     write_png(req.out, make_grid(np.concatenate(list(batches)), nrow=req.nrow, padding=2))
     return f"Wrote {req.out}: a grid of {n} images ({source})"
 
@@ -85,7 +86,7 @@ def _check_destination(req: SampleRequest) -> str:
         directory = Path(req.out_dir)
         if directory.exists() and not directory.is_dir():
             raise DcganError(f"--out-dir {directory} exists and is not a directory")
-        _check_writable(_existing_ancestor(directory), "--out-dir")  # created only once all checks pass
+        check_writable_dir(existing_ancestor(directory), "--out-dir")  # created only once all checks pass
         return "png"
     out = Path(req.out)
     suffix = out.suffix.lower()
@@ -94,27 +95,8 @@ def _check_destination(req: SampleRequest) -> str:
     fmt = req.fmt or {".png": "png", ".npy": "npy"}.get(suffix)
     if fmt is None:
         raise DcganError(f"--out {out}: use a .png or .npy name, or say --format png|npy")
-    if out.is_dir():
-        raise DcganError(f"--out {out} is a directory")
-    for option, other in (("--model", req.model), ("--noise", req.noise)):
-        if other and out.exists() and Path(other).exists() and out.resolve() == Path(other).resolve():
-            raise DcganError(f"--out {out} is the {option} file; it would be overwritten")
-    _check_writable(out.parent if str(out.parent) else Path("."), "--out")
+    check_output_file(out, "--out", protect={"--model file": req.model, "--noise file": req.noise})
     return fmt
-
-
-def _existing_ancestor(path: Path) -> Path:
-    path = path.absolute()
-    while not path.exists():
-        path = path.parent
-    return path
-
-
-def _check_writable(directory: Path, option: str) -> None:
-    if not directory.is_dir():
-        raise DcganError(f"cannot write {option}: directory {directory} does not exist")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise DcganError(f"cannot write {option}: directory {directory} is not writable")
 
 
 def _load_noise(path: str) -> np.ndarray:
@@ -128,9 +110,7 @@ def _load_noise(path: str) -> np.ndarray:
         raise DcganError(f"--noise {path}: expected a float array [n, latent], got dtype {getattr(noise, 'dtype', '?')}")
     if noise.ndim != 2 or len(noise) == 0:
         raise DcganError(f"--noise {path}: expected shape [n, latent] with n >= 1, got {noise.shape}")
-    if not np.isfinite(noise).all():
-        raise DcganError(f"--noise {path}: contains NaN or infinite values")
-    return noise
+    return check_float_array(noise, f"--noise {path}", (noise.shape[1],))
 
 
 def _count(req: SampleRequest, noise: np.ndarray | None) -> int:

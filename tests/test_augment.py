@@ -10,13 +10,13 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from conftest import dcgan_in_process  # noqa: E402
+from helpers import dcgan_in_process  # noqa: E402
 
 tf = pytest.importorskip("tensorflow")
 
 from trainer.augment import augment, cutout, parse_policy, translate  # noqa: E402
 
-FAST = ["--batch-size", "8", "--sample-every", "1000", "--checkpoint-every", "1000", "--quiet"]
+FAST = ["--batch-size", "8", "--sample-every", "1000", "--checkpoint-every", "1000", "--quiet", "--no-export"]
 
 
 def seeds(start):

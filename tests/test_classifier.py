@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from dcgan_export.errors import DcganError
 from dcgan_export.evaluate import Evaluator
 
@@ -42,19 +42,24 @@ def test_augmenter_fills_with_background_and_moves_digits():
 
 
 def test_train_classifier_rejects_bad_arguments(tmp_path):
+    (tmp_path / "a_file").write_text("")
     with pytest.raises(DcganError, match="epochs must be >= 1"):
         classifier.train_classifier(tmp_path / "c.onnx", epochs=0)
     with pytest.raises(DcganError, match="batch_size must be >= 1"):
         classifier.train_classifier(tmp_path / "c.onnx", epochs=1, batch_size=0)
-    assert not list(tmp_path.iterdir())
+    with pytest.raises(DcganError, match="give an .onnx file name"):
+        classifier.train_classifier(tmp_path / "c.keras", epochs=1)
+    with pytest.raises(DcganError, match="is not a directory"):
+        classifier.train_classifier(tmp_path / "a_file" / "c.onnx", epochs=1)
+    assert [p.name for p in tmp_path.iterdir()] == ["a_file"]
 
 
 def test_command_line_error_is_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "trainer.classifier", "--out", str(tmp_path / "c.onnx"),
+    result = subprocess.run([sys.executable, "-m", "dcgan_export.cli", "classifier", "--out", str(tmp_path / "c.onnx"),
                              "--epochs", "0"], cwd=ROOT, capture_output=True, text=True, timeout=120,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == "Error: epochs must be >= 1, got 0"
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("Error: ") and "--epochs" in result.stderr and not (tmp_path / "c.onnx").exists()
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, make_tiny_generator
+from helpers import ROOT, make_tiny_generator
 from dcgan_export.runtime import Sampler
 
 PY_EXAMPLE = ROOT / "examples" / "embed_python.py"

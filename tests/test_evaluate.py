@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, make_tiny_generator, run_dcgan
+from helpers import ROOT, make_tiny_generator, run_dcgan
 from dcgan_export import datasets, evaluate
 from dcgan_export.errors import DcganError
 from dcgan_export.evaluate import (
@@ -22,8 +22,9 @@ from dcgan_export.evaluate import (
     mode_collapse_warnings,
 )
 from dcgan_export.errors import first_line
-from dcgan_export.images import pixels_to_images
-from dcgan_export.runtime import open_session, shipped_file
+from dcgan_export.contract import to_images
+from dcgan_export.paths import shipped_file
+from dcgan_export.runtime import open_session
 
 # -- Frechet distance against closed forms ----------------------------------------------------
 
@@ -135,14 +136,14 @@ def test_shipped_classifier_metadata_and_size(evaluator, heldout):
 
 
 def test_shipped_classifier_accuracy_matches_its_metadata(evaluator, heldout):
-    probs, features = evaluator.classify(pixels_to_images(heldout.images))
+    probs, features = evaluator.classify(to_images(heldout.images))
     accuracy = (probs.argmax(axis=1) == heldout.labels).mean()
     assert accuracy == pytest.approx(float(evaluator.metadata["heldout_accuracy"]), abs=1e-4)
     assert features.shape == (1000, evaluator.feature_dim)
 
 
 def test_real_digits_score_like_real_digits(evaluator, heldout):
-    figures = evaluator.score_images(pixels_to_images(heldout.images))
+    figures = evaluator.score_images(to_images(heldout.images))
     assert figures["fid"] < 1e-6  # the reference set against itself
     assert figures["classifier_score"] > 9
     assert figures["mean_confidence"] > 0.95
@@ -152,7 +153,7 @@ def test_real_digits_score_like_real_digits(evaluator, heldout):
 
 
 def test_degenerate_generator_is_flagged(evaluator, heldout):
-    one_digit = np.repeat(pixels_to_images(heldout.images[:1]), 500, axis=0)
+    one_digit = np.repeat(to_images(heldout.images[:1]), 500, axis=0)
     figures = evaluator.score_images(one_digit)
     assert figures["max_class_share"] == 1.0 and figures["min_class_share"] == 0.0
     assert figures["classifier_score"] == pytest.approx(1.0, abs=0.01)
@@ -267,7 +268,7 @@ def test_cli_eval_refuses_n_over_a_million(tiny_generator_onnx):
 
 def test_shared_helpers_behave_as_their_callers_need(tmp_path):
     pixels = np.array([[[0, 255], [127, 128]]], np.uint8)
-    images = pixels_to_images(pixels)
+    images = to_images(pixels)
     assert images.dtype == np.float32 and images.shape == (1, 2, 2, 1)
     np.testing.assert_allclose(images[0, :, :, 0], [[-1.0, 1.0], [-0.5 / 127.5, 0.5 / 127.5]], rtol=1e-6)
     assert first_line(ValueError("first\nsecond")) == "first"

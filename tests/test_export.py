@@ -15,9 +15,10 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from dcgan_export import DcganError, Sampler  # noqa: E402
-from dcgan_export.runtime import to_pixels  # noqa: E402
+from dcgan_export.run_dir import RunDir  # noqa: E402
+from dcgan_export.contract import to_pixels  # noqa: E402
 
-from conftest import ROOT, randomize_batchnorm, run_dcgan  # noqa: E402
+from helpers import ROOT, randomize_batchnorm, run_dcgan  # noqa: E402
 
 keras = pytest.importorskip("keras")
 onnx = pytest.importorskip("onnx")
@@ -42,7 +43,7 @@ def generator_keras(tmp_path_factory) -> Path:
 def run_dir(generator_keras, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("run")
     (run / "generator.keras").write_bytes(generator_keras.read_bytes())
-    (run / "config.json").write_text(json.dumps({"data": {"name": "mnist-8k", "sha256": "ab" * 32}, "seed": 0}))
+    (run / "config.json").write_text(json.dumps({"options": {"seed": 0}, "data": {"name": "mnist-8k", "sha256": "ab" * 32}}))
     # a resumed run in progress: generator.keras is still the one saved when it finished at 1234
     (run / "state.json").write_text(json.dumps({"iteration": 1300, "finished": False, "generator_iteration": 1234}))
     return run
@@ -157,7 +158,7 @@ def test_no_optimize_exports_the_keras_graph_from_a_plain_keras_file(generator_k
 def test_training_iterations_come_from_the_iteration_generator_keras_was_saved_at(tmp_path, state, iterations, note):
     (tmp_path / "state.json").write_text(json.dumps(state))
     lines = []
-    assert export.run_records(tmp_path, echo=lines.append)["training_iterations"] == iterations
+    assert export.run_records(RunDir(tmp_path), echo=lines.append)["training_iterations"] == iterations
     assert bool(lines) == note and all("generator.keras is from iteration 900" in line for line in lines)
 
 
@@ -282,11 +283,11 @@ def test_out_must_be_an_onnx_file_and_not_the_source(generator_keras, tmp_path):
     with pytest.raises(DcganError, match=r"^--out must end in \.onnx"):
         export.export_generator(generator_keras, tmp_path / "generator")
     for same in (generator_keras, generator_keras.parent / ".." / generator_keras.parent.name / generator_keras.name):
-        with pytest.raises(DcganError, match="is the source model itself"):
+        with pytest.raises(DcganError, match="is the source model"):
             export.export_generator(same, same)
     link = tmp_path / "g.onnx"  # ends in .onnx, but is the source through a symlink
     link.symlink_to(generator_keras)
-    with pytest.raises(DcganError, match="is the source model itself"):
+    with pytest.raises(DcganError, match="is the source model"):
         export.export_generator(generator_keras, link)
     assert generator_keras.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.onnx"]
@@ -300,7 +301,7 @@ def test_bad_paths_fail_before_tensorflow_is_imported(generator_keras, tmp_path)
         (not_keras, tmp_path / "g.onnx", "not a Keras model file (expected a .keras file)"),
         (tmp_path / "typo.keras", tmp_path / "g.onnx", "no such file or directory"),
         (generator_keras, tmp_path / "g.onx", "--out must end in .onnx"),
-        (generator_keras, generator_keras, "is the source model itself"),
+        (generator_keras, generator_keras, "is the source model"),
     ]
     code = ("import sys\n"
             "from dcgan_export import DcganError\n"

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from test_train import FAST, dcgan, loss_values
+from helpers import FAST, dcgan, loss_values
 
 
 def _numpy_guidance(logits):

@@ -10,9 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, make_tiny_generator
+from helpers import ROOT, make_tiny_generator
 from dcgan_export import DcganError, Sampler
-from dcgan_export.runtime import noise, to_pixels
+from dcgan_export.contract import to_pixels
+from dcgan_export.runtime import noise
 
 HEAVY = ("tensorflow", "keras", "tf2onnx", "onnx")
 
@@ -84,7 +85,6 @@ def test_missing_corrupt_and_non_generator_models(tmp_path):
     junk.write_bytes(b"\x00not an onnx model" * 10)
     with pytest.raises(DcganError, match="not a loadable ONNX model"):
         Sampler(junk)
-    import onnx
     from onnx import TensorProto, helper
 
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["images"])], "g",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, dcgan_in_process
+from helpers import ROOT, dcgan_in_process
 from dcgan_export import Sampler
 from dcgan_export.images import make_grid
 

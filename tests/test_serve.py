@@ -22,7 +22,7 @@ with warnings.catch_warnings():  # starlette 1.x prefers httpx2 for its TestClie
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient  # noqa: E402
 
-from conftest import ROOT, run_dcgan  # noqa: E402
+from helpers import ROOT, run_dcgan  # noqa: E402
 from dcgan_export.images import make_grid  # noqa: E402
 from dcgan_export.runtime import Sampler  # noqa: E402
 from dcgan_export.serve import MAX_BODY_BYTES, MAX_N, create_app  # noqa: E402

@@ -8,7 +8,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from conftest import ROOT, run_dcgan
+from helpers import ROOT, run_dcgan
 from dcgan_export import Sampler
 from dcgan_export.evaluate import evaluate_generator
 from dcgan_export.images import make_grid

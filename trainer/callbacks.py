@@ -13,8 +13,9 @@ import keras
 import numpy as np
 
 from dcgan_export.atomic import atomic_open
+from dcgan_export.contract import to_pixels
 from dcgan_export.images import make_grid, write_gif, write_png
-from dcgan_export.runtime import to_pixels
+from dcgan_export.run_dir import RunDir, trim_log
 
 from . import checkpoint
 
@@ -63,23 +64,12 @@ class LossLog(_IterationCallback):
 
 
 def trim_losses(path: Path, last_iteration: int) -> float:
-    """Keep the rows up to ``last_iteration`` (a killed run may have logged further, or half a
-    line); return the elapsed seconds at that row."""
-    if not path.exists():
+    """Keep the rows up to ``last_iteration``; return the elapsed seconds at the last of them."""
+    kept = trim_log(path, LOSS_COLUMNS, last_iteration)
+    try:
+        return float(kept[-1][-1]) if kept else 0.0
+    except ValueError:
         return 0.0
-    kept, elapsed = [], 0.0
-    with open(path, newline="") as f:
-        for row in csv.reader(f):
-            if len(row) != len(LOSS_COLUMNS) or not row[0].isdigit():
-                continue
-            if int(row[0]) <= last_iteration:
-                kept.append(row)
-                elapsed = float(row[-1])
-    with atomic_open(path, "w") as f:
-        writer = csv.writer(f)
-        writer.writerow(LOSS_COLUMNS)
-        writer.writerows(kept)
-    return elapsed
 
 
 def read_losses(path: Path) -> dict[str, np.ndarray]:
@@ -92,11 +82,10 @@ class SampleGrids(_IterationCallback):
     """A 5x5 grid from the same fixed noise every ``every`` iterations: samples/iter_NNNNNN.png,
     optionally mirrored to TensorBoard; progress.gif is made from them at the end."""
 
-    def __init__(self, run_dir: Path, fixed_noise: np.ndarray, every: int, start: int, tb_writer=None):
+    def __init__(self, run: RunDir, fixed_noise: np.ndarray, every: int, start: int, tb_writer=None):
         super().__init__(start)
-        self.dir = run_dir / "samples"
-        self.dir.mkdir(exist_ok=True)
-        self.run_dir = run_dir
+        run.samples.mkdir(exist_ok=True)
+        self.run = run
         self.fixed_noise = fixed_noise
         self.every = every
         self.tb_writer = tb_writer
@@ -108,39 +97,39 @@ class SampleGrids(_IterationCallback):
     def write(self, iteration: int) -> None:
         images = self.model.sampling_generator(self.fixed_noise, training=False)
         grid = make_grid(to_pixels(np.asarray(images, dtype=np.float32)), nrow=5)
-        write_png(self.dir / f"iter_{iteration:06d}.png", grid)
+        write_png(self.run.sample_grid(iteration), grid)
         if self.tb_writer is not None:
             self.tb_writer.image("samples", grid, iteration)
 
     def on_train_end(self, logs=None):
-        write_progress_gif(self.run_dir)
+        write_progress_gif(self.run)
 
 
-def write_progress_gif(run_dir: Path) -> None:
+def write_progress_gif(run: RunDir) -> None:
     from PIL import Image
 
-    frames = [np.asarray(Image.open(p)) for p in sorted((run_dir / "samples").glob("iter_*.png"))]
+    frames = [np.asarray(Image.open(p)) for p in run.sample_grids()]
     if frames:
-        write_gif(run_dir / "progress.gif", frames)
+        write_gif(run.file(RunDir.PROGRESS_GIF), frames)
 
 
 class Checkpoints(_IterationCallback):
     """Saves the whole run state every ``every`` iterations and at the end. Must run after
     LossLog in the callback list, so losses.csv always reaches the checkpoint's iteration."""
 
-    def __init__(self, run_dir: Path, every: int, start: int):
+    def __init__(self, run: RunDir, every: int, start: int):
         super().__init__(start)
-        self.run_dir = run_dir
+        self.run = run
         self.every = every
         self.iteration = start
 
     def on_iteration_end(self, iteration, logs):
         self.iteration = iteration
         if iteration % self.every == 0:
-            checkpoint.save(self.run_dir, self.model.state_variables(), iteration)
+            checkpoint.save(self.run, self.model.state_variables(), iteration)
 
     def on_train_end(self, logs=None):
-        checkpoint.save(self.run_dir, self.model.state_variables(), self.iteration)
+        checkpoint.save(self.run, self.model.state_variables(), self.iteration)
 
 
 class TensorBoardScalars(_IterationCallback):

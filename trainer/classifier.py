@@ -6,23 +6,23 @@ use its penultimate layer for the Frechet distance and its softmax for the class
 HELD-OUT split is never seen in training: it is what generated samples are compared against,
 and what the accuracy written into the ONNX metadata is measured on.
 
-    python -m trainer.classifier --out models/mnist_classifier.onnx
+    dcgan classifier --out models/mnist_classifier.onnx
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
+from dcgan_export.contract import (CLASSIFIER_FEATURES, CLASSIFIER_INPUT, CLASSIFIER_LOGITS, IMAGE_SHAPE,
+                                   NUM_CLASSES)
+
 DATA = "mnist-8k"
 FEATURE_DIM = 64  # small, so a covariance from 1,000 held-out digits is well estimated
-NUM_CLASSES = 10
-INPUT_NAME = "images"
-OUTPUT_NAMES = ["logits", "features"]
+INPUT_NAME = CLASSIFIER_INPUT
+OUTPUT_NAMES = [CLASSIFIER_LOGITS, CLASSIFIER_FEATURES]
 
 
 def build_classifier(feature_dim: int = FEATURE_DIM):
@@ -40,7 +40,7 @@ def build_classifier(feature_dim: int = FEATURE_DIM):
             x = layers.ReLU(name=f"{name}_relu{i}")(x)
         return layers.MaxPooling2D(name=f"{name}_pool")(x)
 
-    inputs = keras.Input((28, 28, 1), name=INPUT_NAME)
+    inputs = keras.Input(IMAGE_SHAPE, name=INPUT_NAME)
     x = conv_block(inputs, 32, "block1")
     x = conv_block(x, 64, "block2")
     x = layers.Flatten(name="flatten")(x)
@@ -49,7 +49,7 @@ def build_classifier(feature_dim: int = FEATURE_DIM):
     x = layers.BatchNormalization(name="fc_bn")(x)
     features = layers.ReLU(name="features")(x)
     x = layers.Dropout(0.3, name="drop2")(features)
-    logits = layers.Dense(NUM_CLASSES, name="logits")(x)
+    logits = layers.Dense(NUM_CLASSES, name=CLASSIFIER_LOGITS)(x)
     return keras.Model(inputs, [logits, features], name="mnist_classifier")
 
 
@@ -77,19 +77,24 @@ def train_classifier(out_path: str | os.PathLike, epochs: int = 18, seed: int = 
     held-out digits, so it describes exactly the file that ships.
     """
     from dcgan_export.errors import DcganError
+    from dcgan_export.paths import check_writable_dir, existing_ancestor
 
     if epochs < 1:
         raise DcganError(f"epochs must be >= 1, got {epochs}")
     if batch_size < 1:
         raise DcganError(f"batch_size must be >= 1, got {batch_size}")
+    out = Path(out_path)
+    if out.suffix != ".onnx" or out.is_dir():
+        raise DcganError(f"--out {out}: give an .onnx file name")
+    check_writable_dir(existing_ancestor(out.parent), "--out")  # before minutes of training
     import numpy as np
 
     from dcgan_export import datasets
-    from dcgan_export.images import pixels_to_images
+    from dcgan_export.contract import to_images
 
     train = datasets.load(DATA, "train")
     heldout = datasets.load(DATA, "heldout")
-    x_held, y_held = pixels_to_images(heldout.images), heldout.labels.astype(np.int64)
+    x_held, y_held = to_images(heldout.images), heldout.labels.astype(np.int64)
 
     started = time.perf_counter()
     model = fit_classifier(train.images, train.labels, epochs=epochs, seed=seed, batch_size=batch_size,
@@ -149,7 +154,7 @@ def fit_classifier(pixels, labels, epochs: int = 18, seed: int = 0, batch_size: 
     import keras
     import numpy as np
 
-    from dcgan_export.images import pixels_to_images
+    from dcgan_export.contract import to_images
 
     keras.utils.set_random_seed(seed)
     model = build_classifier()
@@ -162,7 +167,7 @@ def fit_classifier(pixels, labels, epochs: int = 18, seed: int = 0, batch_size: 
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    trainable.fit(pixels_to_images(pixels), np.asarray(labels, np.int64), batch_size=batch_size, epochs=epochs,
+    trainable.fit(to_images(pixels), np.asarray(labels, np.int64), batch_size=batch_size, epochs=epochs,
                   shuffle=True, verbose=verbose)
     return model
 
@@ -177,7 +182,7 @@ def export_onnx(model):
         logits, features = model(images, training=False)
         return {"logits": logits, "features": features}
 
-    signature = [tf.TensorSpec([None, 28, 28, 1], tf.float32, name=INPUT_NAME)]
+    signature = [tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32, name=INPUT_NAME)]
     proto = convert_function(forward, signature, OUTPUT_NAMES)
     graph_input = proto.graph.input[0]
     if graph_input.name != INPUT_NAME:  # tf2onnx may append ":0"
@@ -193,27 +198,3 @@ def _run_onnx(model_bytes: bytes, images):
 
     session = open_session(model_bytes, label="exported classifier")
     return session.run(OUTPUT_NAMES, {INPUT_NAME: images})
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer.classifier", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="models/mnist_classifier.onnx", help="where to write the ONNX file")
-    parser.add_argument("--epochs", type=int, default=18)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity (0, 1, 2)")
-    args = parser.parse_args(argv)
-    from dcgan_export.errors import DcganError
-
-    try:
-        info = train_classifier(args.out, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
-                                verbose=args.verbose)
-    except DcganError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(json.dumps(info))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from dcgan_export.images import pixels_to_images
+from dcgan_export.contract import to_images
 
 
 def make_dataset(images: np.ndarray, batch_size: int, d_steps: int, seed: int,
@@ -17,7 +17,7 @@ def make_dataset(images: np.ndarray, batch_size: int, d_steps: int, seed: int,
     """
     per_iteration = batch_size * d_steps
     return (
-        tf.data.Dataset.from_tensor_slices(pixels_to_images(images))
+        tf.data.Dataset.from_tensor_slices(to_images(images))
         .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
         .repeat()
         .skip(start_iteration * per_iteration)

@@ -22,11 +22,11 @@ from typing import Callable
 
 import numpy as np
 
+from dcgan_export.contract import NUM_CLASSES
 from dcgan_export.errors import DcganError
+from dcgan_export.run_dir import RunDir
 
-GUIDE = "guide_classifier.keras"
 EPOCHS = 18  # the evaluator's recipe (trainer.classifier)
-NUM_CLASSES = 10
 
 
 def check_labels(labels: np.ndarray | None, n_images: int, data_name: str) -> None:
@@ -46,10 +46,10 @@ def guide_seed(run_seed: int) -> int:
     return run_seed + 1
 
 
-def ensure_guide(run_dir: Path, pixels: np.ndarray, labels: np.ndarray, run_seed: int,
+def ensure_guide(run: RunDir, pixels: np.ndarray, labels: np.ndarray, run_seed: int,
                  echo: Callable[[str], None]) -> Path:
     """The run's guide file, trained and saved (atomically) on first use."""
-    path = Path(run_dir) / GUIDE
+    path = run.guide
     if path.exists():
         return path
     from dcgan_export.atomic import atomic_path

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import csv
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from dcgan_export.atomic import atomic_open
 from dcgan_export.evaluate import Evaluator
+from dcgan_export.run_dir import RunDir, trim_log
 
 from .callbacks import _IterationCallback
 
@@ -22,10 +21,10 @@ EVAL_COLUMNS = ["iteration", "fid", "fid_floor", "min_class_share", "max_class_s
 
 
 class QualityMonitor(_IterationCallback):
-    def __init__(self, run_dir: Path, every: int, samples: int, seed: int, start: int, tb_writer=None,
+    def __init__(self, run: RunDir, every: int, samples: int, seed: int, start: int, tb_writer=None,
                  echo=print):
         super().__init__(start)
-        self.path = run_dir / "eval.csv"
+        self.path = run.eval_log
         self.every = every
         self.tb_writer = tb_writer
         self.echo = echo
@@ -36,12 +35,7 @@ class QualityMonitor(_IterationCallback):
     def on_train_begin(self, logs=None):
         rng = np.random.default_rng([self.seed, 1])  # the same noise at every evaluation
         self.noise = rng.standard_normal((self.samples, self.model.latent_dim)).astype(np.float32)
-        if self.path.exists():  # a resumed run: drop rows logged after the checkpoint, and half rows
-            with open(self.path, newline="") as f:
-                rows = [r for r in csv.reader(f)
-                        if len(r) == len(EVAL_COLUMNS) and r[0].isdigit() and int(r[0]) <= self.start]
-            with atomic_open(self.path, "w") as f:
-                csv.writer(f).writerows([EVAL_COLUMNS, *rows])
+        trim_log(self.path, EVAL_COLUMNS, self.start)  # a resumed run: drop rows after the checkpoint
 
     def on_iteration_end(self, iteration, logs):
         if iteration % self.every:

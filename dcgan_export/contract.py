@@ -1,0 +1,95 @@
+"""The ONNX contract: what an exported generator and the shipped classifier take and give.
+
+Export writes models that keep it; the runtime, ``dcgan serve``, ``dcgan eval``, the trainer's
+previews and the examples read them through it. numpy only: importing this loads neither
+TensorFlow nor onnxruntime.
+
+Generator::
+
+    input   z       float32 [N, latent]      standard normal noise
+    output  images  float32 [N, 28, 28, 1]   NHWC, in [-1, 1]
+    output  pixels  uint8   [N, 28, 28]      to_pixels(images)
+
+Classifier (``dcgan eval``)::
+
+    input   images    float32 [N, 28, 28, 1] in [-1, 1]
+    output  logits    float32 [N, 10]
+    output  features  float32 [N, D]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import DcganError
+
+# -- the generator -------------------------------------------------------------------------------
+
+LATENT_INPUT = "z"
+IMAGES_OUTPUT = "images"
+PIXELS_OUTPUT = "pixels"
+BATCH_DIM = "N"
+IMAGE_SHAPE = (28, 28, 1)  # height, width, channels
+
+
+def to_pixels(images: np.ndarray) -> np.ndarray:
+    """float images in [-1, 1] ([n, h, w, 1]) -> uint8 [n, h, w]: round((x + 1) * 127.5), clipped.
+
+    Rounds half to even (numpy.rint, ONNX Round, tf.round), so every implementation agrees.
+    """
+    scaled = np.rint((np.asarray(images)[..., 0] + 1.0) * 127.5)
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+def to_images(pixels: np.ndarray) -> np.ndarray:
+    """uint8 [n, h, w] -> float32 [n, h, w, 1] in [-1, 1]: (p - 127.5) / 127.5, the inverse of
+    ``to_pixels``, so real images and samples reach a network scaled identically."""
+    return ((np.asarray(pixels, dtype=np.float32) - 127.5) / 127.5)[..., None]
+
+
+class Meta:
+    """Keys of the metadata (``metadata_props``) that ``dcgan export`` writes into a generator."""
+
+    LATENT_DIM = "latent_dim"
+    DATASET = "dataset"
+    DATASET_SHA256 = "dataset_sha256"
+    TRAINING_ITERATIONS = "training_iterations"
+    SOURCE_FILE = "source_file"
+    SOURCE_SHA256 = "source_sha256"
+    DCGAN_VERSION = "dcgan_version"
+    OPTIMIZED = "optimized"
+    GRAPH = "graph"
+    PARITY_MAX_ABS_DIFF = "parity_max_abs_diff"
+
+    UNKNOWN = "unknown"  # the value of a record export could not find
+
+
+# Data sets whose images are handwritten digits: what the shipped classifier can judge.
+DIGIT_DATASETS = ("mnist-8k/train", "mnist-8k", "mnist")
+
+# -- the classifier ------------------------------------------------------------------------------
+
+CLASSIFIER_INPUT = "images"
+CLASSIFIER_LOGITS = "logits"
+CLASSIFIER_FEATURES = "features"
+NUM_CLASSES = 10
+
+# -- arrays crossing the contract ------------------------------------------------------------------
+
+
+def check_float_array(value, what: str, trailing: tuple[int, ...]) -> np.ndarray:
+    """``value`` as a C-contiguous, finite float32 array of shape [n >= 1, *trailing], or a
+    one-line DcganError (a ValueError) that says what was expected and what came."""
+    expected = f"(n, {', '.join(map(str, trailing))}) with n >= 1"
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:
+        raise DcganError(f"{what} must be a numeric array of shape {expected}: {exc}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise DcganError(f"{what} must be a real numeric array, got dtype {arr.dtype}")
+    if arr.ndim != 1 + len(trailing) or arr.shape[0] < 1 or tuple(arr.shape[1:]) != tuple(trailing):
+        raise DcganError(f"{what} must have shape {expected}, got {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        raise DcganError(f"{what} contains NaN or infinite values")
+    return arr

@@ -1,0 +1,124 @@
+"""Resuming a run: which options a resume may change, and every check, before TensorFlow loads.
+
+A run resumes from its checkpoint with the options config.json records; a resume may change
+only ``RESUMABLE`` ones, each under the rule its check below states. A run started from a recipe
+(``--config`` with ``resume`` stages) records the stages, and a plain ``--resume`` carries it on
+through those still ahead. What each resume changed is kept in config.json under ``resumed``.
+See docs/resume.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from dcgan_export.errors import DcganError
+from dcgan_export.run_dir import RunDir
+
+from . import checkpoint
+from .config import REPORTING, RunPlan, TrainConfig, config_from_record, flag, load_data, write_record
+
+# What a resume may change: how far the run goes and how it anneals (lr decay, averaging decay,
+# guidance weight), and anything that only changes what it reports.
+RESUMABLE = frozenset({"iterations", "lr_decay_start", "ema", "class_guidance"}) | REPORTING
+
+
+def check_changes(changes: dict, where: str = "--resume") -> None:
+    fixed = sorted(set(changes) - RESUMABLE)
+    if fixed:
+        raise DcganError(f"{where} continues a run with its own settings; it cannot change "
+                         f"{', '.join(flag(k) for k in fixed)}")
+
+
+def check_stage_changes(stages: list[dict], start_iterations: int, where: str) -> None:
+    """A recipe's resumes: each changes only what a resume may, and goes further than the last."""
+    previous = start_iterations
+    for i, stage in enumerate(stages, 1):
+        check_changes(stage, f"{where}: resume {i}")
+        target = stage.get("iterations")
+        if not isinstance(target, int) or target <= previous:
+            raise DcganError(f"{where}: resume {i} must set iterations above {previous}")
+        previous = target
+
+
+def changes_training(changes: dict) -> bool:
+    """Whether a resume changes what the run trains (not only what it reports): such a resume
+    trains to its own end, and leaves a recipe's stages ahead for a later plain resume."""
+    return bool(set(changes) - REPORTING)
+
+
+def pending_stages(record: dict) -> list[dict]:
+    """The recipe's resumes a run has not reached yet."""
+    stages = record.get("stages")
+    if not isinstance(stages, list):
+        return []
+    target = record["options"].get("iterations", 0)
+    return [s for s in stages if isinstance(s, dict) and isinstance(s.get("iterations"), int)
+            and s["iterations"] > target]
+
+
+def plan_resume(path, changes: dict | None = None, dry_run: bool = False) -> RunPlan:
+    """Check a resume of the run in ``path`` with ``changes``; unless ``dry_run``, record it in
+    config.json. With no change to what it trains, a run at the end of a recipe stage moves to the next."""
+    run = RunDir(path)
+    if not run.path.is_dir():
+        raise DcganError(f"cannot resume {run}: no such directory")
+    changes = dict(changes or {})
+    check_changes(changes)
+    start = checkpoint.saved_iteration(run)
+    record = run.read_config()
+    config = config_from_record(record, str(run.config))
+    stages = record.get("stages") if isinstance(record.get("stages"), list) else []
+    ahead = pending_stages(record)
+    if not changes_training(changes) and ahead and start >= config.iterations:
+        changes = {**ahead[0], **changes}
+    _check_decay(run, config, start, changes)
+    started_ema = config.ema
+    changed = {k: [getattr(config, k), v] for k, v in changes.items()
+               if k not in REPORTING and getattr(config, k) != v}
+    history = _history(record) + ([{"iteration": start, "changed": changed}] if changed else [])
+    config = dataclasses.replace(config, **changes, out=str(run.path))
+    config.validate()
+    _check_ema(started_ema, config.ema)
+    if start >= config.iterations:
+        raise DcganError(f"{run} is already at iteration {start}; pass --iterations N with N > {start}")
+    data = load_data(config)
+    recorded = record.get("data", {}).get("sha256") if isinstance(record.get("data"), dict) else None
+    if recorded and recorded != data.sha256:
+        raise DcganError(f"cannot resume {run}: data set {config.data!r} changed since the run started")
+    if not dry_run:
+        write_record(run, config, data, history, stages)
+    return RunPlan(config, run, data, start, stages)
+
+
+def _check_decay(run: RunDir, config: TrainConfig, start: int, changes: dict) -> None:
+    """A run whose checkpoint trained only at the full rates may set or move its decay, as long
+    as it starts at or after the checkpoint: it continues exactly as a run started with those
+    flags would have gone. Once it is decaying, its rates reach 0 at its --iterations: moving the
+    start or that target would bend the curve it is part-way down (a longer one would jump back up)."""
+    decay_start = changes.get("lr_decay_start", config.lr_decay_start)
+    if config.lr_decay_start is not None and start > config.lr_decay_start:
+        if decay_start != config.lr_decay_start:
+            raise DcganError(f"{run} has been decaying its learning rates since iteration {config.lr_decay_start}; "
+                             "it cannot be resumed with a different --lr-decay-start")
+        if changes.get("iterations", config.iterations) != config.iterations:
+            raise DcganError(f"{run} decays its learning rates to 0 at iteration {config.iterations} "
+                             f"(--lr-decay-start {config.lr_decay_start}); it cannot be resumed with a "
+                             f"different --iterations")
+    elif decay_start is not None and decay_start < start:
+        raise DcganError(f"--lr-decay-start {decay_start} is before {run}'s checkpoint (iteration {start}), "
+                         f"which trained at the full rates; pass --lr-decay-start {start} or later")
+
+
+def _check_ema(started: float, ema: float) -> None:
+    """A resumed run may change its averaging decay: the average carries on from the checkpoint's
+    with the new one, and training itself (which never reads the average) is unchanged. Switching
+    the average on or off would add or drop state the checkpoint holds or lacks."""
+    if (ema > 0) != (started > 0):
+        raise DcganError(f"--ema cannot be switched {'on' if ema > 0 else 'off'} on resume: the run was "
+                         f"started with --ema {started}; pass another decay > 0 to change it")
+
+
+def _history(record: dict) -> list:
+    """What earlier resumes changed, as config.json records it: options alone say only how a run ends."""
+    history = record.get("resumed", [])
+    return history if isinstance(history, list) else []

@@ -88,14 +88,17 @@ def sample(n, out, out_dir, model, seed, noise, nrow, fmt, batch_size, threads) 
               help="Digit classifier ONNX [default: the shipped models/mnist_classifier.onnx].")
 @click.option("--batch-size", type=int, default=500, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def eval_command(model: str, n: int, seed: int, classifier: str | None, batch_size: int, as_json: bool) -> None:
+@click.option("--any-data", is_flag=True, help="Score a model trained on images other than digits anyway.")
+def eval_command(model: str, n: int, seed: int, classifier: str | None, batch_size: int, as_json: bool,
+                 any_data: bool) -> None:
     """Score MODEL's samples in a digit classifier's feature space: FID against held-out digits,
     class balance, confidence, classifier score. Warns on stderr when classes collapse."""
     import json
 
     from .evaluate import evaluate_generator, format_report
 
-    report = evaluate_generator(model, n=n, seed=seed, classifier_path=classifier, batch_size=batch_size)
+    report = evaluate_generator(model, n=n, seed=seed, classifier_path=classifier, batch_size=batch_size,
+                                any_data=any_data, progress=True)
     click.echo(json.dumps(report) if as_json else format_report(report))
     for warning in report["warnings"]:
         click.echo(f"WARNING: {warning}", err=True)
@@ -122,7 +125,8 @@ def serve(model, host, port, threads, log_level) -> None:
         raise DcganError(f"dcgan serve needs the [serve] extra (pip install 'dcgan[serve]'): {exc}") from None
     from .runtime import Sampler
 
-    service.run(Sampler(model, threads=threads), host=host, port=port, log_level=log_level)
+    sock = service.listen_socket(host, port)
+    service.run(Sampler(model, threads=threads), sock, log_level=log_level)
 
 
 _register_training_commands()

@@ -2,7 +2,7 @@
 
 Inception features say little about 28x28 digits, so, as TF-GAN's MNIST evaluation does, we
 use a small CNN trained on mnist-8k/train (``models/mnist_classifier.onnx``, built by
-``python -m trainer.classifier``) and compare against the 1,000 held-out digits it never saw:
+``dcgan classifier``) and compare against the 1,000 held-out digits it never saw:
 
 * ``fid``: Frechet distance between classifier features of the images and of held-out digits;
   ``fid_floor`` is the same figure for real train digits, what a perfect generator would score.
@@ -23,9 +23,10 @@ from typing import Iterable
 import numpy as np
 
 from .errors import DcganError
-from .contract import (CLASSIFIER_FEATURES, CLASSIFIER_INPUT, CLASSIFIER_LOGITS, IMAGE_SHAPE, NUM_CLASSES,
-                       check_float_array, to_images)
+from .contract import (CLASSIFIER_FEATURES, CLASSIFIER_INPUT, CLASSIFIER_LOGITS, DIGIT_DATASETS, IMAGE_SHAPE,
+                       NUM_CLASSES, Meta, check_float_array, to_images)
 from .paths import shipped_file
+from .progress import counted
 from .runtime import open_session
 
 CLASSIFIER_FILENAME = "mnist_classifier.onnx"
@@ -223,10 +224,12 @@ def check_images(images) -> np.ndarray:
 
 def evaluate_generator(model: str | os.PathLike | None, n: int = 10000, seed: int = 0,
                        classifier_path: str | os.PathLike | None = None, batch_size: int = 500,
-                       evaluator: Evaluator | None = None) -> dict:
+                       evaluator: Evaluator | None = None, any_data: bool = False, progress: bool = False) -> dict:
     """Sample ``n`` images from an ONNX generator and score them: what ``dcgan eval`` prints.
 
-    Pass an ``evaluator`` to reuse its cached held-out statistics across calls.
+    Pass an ``evaluator`` to reuse its cached held-out statistics across calls. A model whose
+    metadata names a data set other than digits is refused unless ``any_data``; ``progress``
+    shows a counter on a terminal.
     """
     from .runtime import Sampler
 
@@ -236,9 +239,14 @@ def evaluate_generator(model: str | os.PathLike | None, n: int = 10000, seed: in
         raise DcganError(f"--n must be <= {MAX_N:,} (memory grows with n), got {n}")
     if batch_size < 1:
         raise DcganError(f"--batch-size must be >= 1, got {batch_size}")
-    evaluator = evaluator or Evaluator(classifier_path)
     sampler = Sampler(model)
-    figures = evaluator.score_batches(sampler.iter_batches(n, seed=seed, batch_size=batch_size))
+    trained_on = sampler.metadata.get(Meta.DATASET, Meta.UNKNOWN)
+    if trained_on not in (*DIGIT_DATASETS, Meta.UNKNOWN) and not any_data:
+        raise DcganError(f"{sampler.model_path} was trained on {trained_on!r}, not digits: a digit classifier's "
+                         "figures would mean nothing (--any-data scores it anyway)")
+    evaluator = evaluator or Evaluator(classifier_path)
+    batches = sampler.iter_batches(n, seed=seed, batch_size=batch_size)
+    figures = evaluator.score_batches(counted(batches, n, "scoring") if progress else batches)
     return {
         "model": str(sampler.model_path),
         "classifier": str(evaluator.classifier_path),

@@ -16,6 +16,7 @@ from .contract import check_float_array
 from .errors import DcganError
 from .images import make_grid, png_bytes, write_png
 from .paths import check_output_file, check_writable_dir, existing_ancestor
+from .progress import counted
 from .runtime import Sampler, resolve_seed
 
 MAX_SAMPLES = 10_000_000
@@ -61,6 +62,7 @@ def run_sample(req: SampleRequest) -> str:
         batches = sampler.iter_batches(n, seed, req.batch_size, pixels=True)
         source = f"seed {seed}"
 
+    batches = counted(batches, n, "sampling")
     if req.out_dir:
         try:
             Path(req.out_dir).mkdir(parents=True, exist_ok=True)

@@ -14,9 +14,11 @@ stays free and concurrent requests run in parallel on the one thread-safe sessio
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
+import socket
 from typing import Callable
 
 import anyio
@@ -230,9 +232,37 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def run(sampler: Sampler, host: str, port: int, log_level: str = "info") -> None:
-    """Serve until interrupted (uvicorn handles SIGINT/SIGTERM with a graceful shutdown)."""
+def run(sampler: Sampler, sock: socket.socket, log_level: str = "info") -> None:
+    """Serve on ``sock`` (from ``listen_socket``) until interrupted (uvicorn handles SIGINT and
+    SIGTERM with a graceful shutdown)."""
     import uvicorn
 
-    uvicorn.run(create_app(sampler), host=host, port=port, log_level=log_level,
-                access_log=log_level in ("debug", "trace", "info"), server_header=False)
+    config = uvicorn.Config(create_app(sampler), log_level=log_level, server_header=False,
+                            access_log=log_level in ("debug", "trace", "info"))
+    bound_host, bound_port = sock.getsockname()[:2]
+    print(f"dcgan serve: listening on http://{_url_host(bound_host)}:{bound_port}", flush=True)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), or a one-line DcganError saying why not: bound before
+    the model loads and uvicorn starts, so a busy port costs nothing and prints no log."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise DcganError(f"--host {host}: cannot resolve it ({exc.strerror})") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        why = "the port is already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        raise DcganError(f"cannot listen on {host}:{port}: {why}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

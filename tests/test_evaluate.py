@@ -303,3 +303,34 @@ def test_cli_eval_bad_files(tmp_path, tiny_generator_onnx):
         assert result.returncode == 2, (args, result.stdout)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], (args, result.stderr)
+
+
+def test_eval_refuses_a_model_trained_on_other_images_unless_asked(tmp_path, tiny_generator_onnx, evaluator):
+    import onnx
+
+    model = onnx.load(str(tiny_generator_onnx))
+    onnx.helper.set_model_props(model, {"latent_dim": "100", "dataset": "fashion-mnist"})
+    clothes = tmp_path / "clothes.onnx"
+    clothes.write_bytes(model.SerializeToString())
+    with pytest.raises(DcganError, match=r"trained on 'fashion-mnist', not digits: .*--any-data"):
+        evaluate.evaluate_generator(clothes, n=10, evaluator=evaluator)
+    report = evaluate.evaluate_generator(clothes, n=10, evaluator=evaluator, any_data=True)
+    assert len(report["class_shares"]) == 10
+    result = run_dcgan("eval", str(clothes), "--n", "10", timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "not digits" in result.stderr
+
+
+def test_progress_counts_on_a_terminal_only():
+    import io
+
+    from dcgan_export.progress import counted
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    batches = [np.zeros((4, 2)), np.zeros((4, 2)), np.zeros((2, 2))]
+    terminal, pipe = Terminal(), io.StringIO()
+    assert [len(b) for b in counted(batches, 10, "scoring", stream=terminal, min_interval=0)] == [4, 4, 2]
+    assert terminal.getvalue().startswith("\rscoring 4/10\rscoring 8/10\rscoring 10/10")
+    assert list(counted(iter(batches), 10, "scoring", stream=pipe)) == batches and pipe.getvalue() == ""

@@ -386,3 +386,16 @@ def test_real_server_under_concurrent_load(live_server, sampler):
     print(result.summary())
     assert result.errors == [], result.errors[:5]
     assert len(result.latencies) == 2000
+
+
+def test_a_busy_port_is_one_line_and_exit_2(tiny_generator_onnx):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_dcgan("serve", "--model", str(tiny_generator_onnx), "--port", str(port), timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == f"Error: cannot listen on 127.0.0.1:{port}: the port is already in use\n"
+    result = run_dcgan("serve", "--host", "no-such-host.invalid", "--port", "0", timeout=60)
+    assert result.returncode == 2 and "--host no-such-host.invalid: cannot resolve it" in result.stderr
+    assert result.stderr.count("\n") == 1

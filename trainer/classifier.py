@@ -11,7 +11,6 @@ and what the accuracy written into the ONNX metadata is measured on.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path

@@ -184,126 +184,162 @@ def _layers(model):
 _IDENTITY_LAYERS = {"Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "ActivityRegularization"}
 
 
-def _plan(model, latent_dim: int):
-    """Walk a Sequential generator and emit the optimised steps (numpy, float64 until the end).
+class _Planner:
+    """Walks a Sequential generator layer by layer, emitting the optimised steps (numpy, float64
+    until the end); one handler per layer kind, in ``_HANDLERS``.
 
     The tensor is tracked as the coarse grid of depth_to_space(factor) of the true tensor, which
     the final step expands; per-channel parameters are tiled over the factor**2 phases.
     """
-    if type(model).__name__ != "Sequential":
-        raise DcganError("can only optimise a Sequential generator; export it with --no-optimize")
-    steps: list[_Step] = []
-    factor = 1
-    height = width = None  # coarse grid size once the tensor is an image
-    channels = latent_dim  # true channel count
-    flops = 0
-    upsample_pending = False
-    linear_open = False  # the last step is a matmul/conv nothing elementwise has touched yet
 
-    def unsupported(layer, why=""):
-        return DcganError(f"cannot optimise layer {layer.name!r} ({type(layer).__name__}{why}); "
-                          "export with --no-optimize")
+    def __init__(self, latent_dim: int):
+        self.steps: list[_Step] = []
+        self.factor = 1
+        self.height = self.width = None  # coarse grid size once the tensor is an image
+        self.channels = latent_dim  # true channel count
+        self.flops = 0
+        self.upsample_pending = False
+        self.linear_open = False  # the last step is a matmul/conv nothing elementwise has touched yet
 
-    def add_activation(fn, layer):
+    def plan(self, model) -> tuple[list[_Step], int]:
+        if type(model).__name__ != "Sequential":
+            raise DcganError("can only optimise a Sequential generator; export it with --no-optimize")
+        for layer in _layers(model):
+            kind = type(layer).__name__
+            if self.upsample_pending and kind != "Conv2D":
+                raise _unsupported(layer, ", UpSampling2D must be followed by Conv2D")
+            if kind in _IDENTITY_LAYERS:
+                continue
+            handler = _HANDLERS.get(kind)
+            if handler is None:
+                raise _unsupported(layer)
+            handler(self, layer)
+        if self.upsample_pending:
+            raise DcganError("cannot optimise a generator that ends with UpSampling2D; export with --no-optimize")
+        if self.factor > 1:
+            self.steps.append(_Step("depth_to_space", {"factor": self.factor}))
+        _reshape_as_chw(self.steps)
+        for step in self.steps:
+            step.params = {k: (v.astype(np.float32) if isinstance(v, np.ndarray) else v)
+                           for k, v in step.params.items()}
+        return self.steps, int(self.flops)
+
+    # -- one handler per layer kind ---------------------------------------------------------------
+
+    def dense(self, layer) -> None:
+        if self.height is not None:
+            raise _unsupported(layer, " on an image")
+        kernel, bias = _kernel_bias(layer)
+        self.steps.append(_Step("matmul", {"kernel": kernel, "bias": bias}))
+        self.flops += 2 * kernel.size
+        self.channels = kernel.shape[1]
+        self._linear_then(layer)
+
+    def conv(self, layer) -> None:
+        if not subpixel.is_same_odd_conv(layer) or self.height is None:
+            raise _unsupported(layer, ", only odd square stride-1 'same' NHWC convolutions")
+        kernel, bias = _kernel_bias(layer)
+        out_channels = kernel.shape[-1]
+        if self.upsample_pending:
+            kernel = subpixel.upsample_conv_kernel(kernel)
+            bias = np.tile(bias, 4)
+        kernel = subpixel.coarse_grid_kernel(kernel, self.factor)
+        bias = subpixel.tile_phases(bias, self.factor)
+        if self.upsample_pending:
+            perm = subpixel.nest_depth_to_space_channels(kernel.shape[-1], self.factor, 2, out_channels)
+            kernel, bias = kernel[..., perm], bias[perm]
+            self.factor *= 2
+            self.upsample_pending = False
+        self.steps.append(_Step("conv", {"kernel": kernel, "bias": bias}))
+        self.flops += subpixel.conv_flops(self.height, self.width, kernel.shape)
+        self.channels = out_channels
+        self._linear_then(layer)
+
+    def batch_norm(self, layer) -> None:
+        if layer.axis not in (-1, len(layer.input.shape) - 1):
+            raise _unsupported(layer, ", normalising an axis other than the last")
+        gamma = None if layer.gamma is None else np.asarray(layer.gamma.numpy())
+        beta = None if layer.beta is None else np.asarray(layer.beta.numpy())
+        mean = np.asarray(layer.moving_mean.numpy())
+        variance = np.asarray(layer.moving_variance.numpy())
+        if self.linear_open:
+            last = self.steps[-1].params
+            # The last linear step's channels are its true channels tiled over the phases.
+            reps = last["kernel"].shape[-1] // mean.size
+            last["kernel"], last["bias"] = subpixel.fold_batchnorm(
+                last["kernel"], last["bias"], *(None if v is None else np.tile(v, reps)
+                                                for v in (gamma, beta, mean, variance)),
+                layer.epsilon)
+        else:
+            scale, shift = subpixel.fold_batchnorm(np.ones((1, mean.size)), None, gamma, beta,
+                                                   mean, variance, layer.epsilon)
+            self.steps.append(_Step("affine", {"scale": subpixel.tile_phases(scale[0], self.factor),
+                                               "shift": subpixel.tile_phases(shift, self.factor)}))
+
+    def leaky_relu(self, layer) -> None:
+        self.steps.append(_Step("act", {"name": "leaky_relu", "alpha": float(layer.negative_slope)}))
+        self.linear_open = False
+
+    def relu(self, layer) -> None:
+        if layer.max_value is not None or float(layer.threshold) != 0.0:
+            raise _unsupported(layer, ", only a plain ReLU")
+        slope = float(layer.negative_slope)
+        self.steps.append(_Step("act", {"name": "leaky_relu", "alpha": slope} if slope else {"name": "relu"}))
+        self.linear_open = False
+
+    def activation(self, layer) -> None:
+        self._activation(layer.activation, layer)
+
+    def reshape(self, layer) -> None:
+        shape = tuple(int(d) for d in layer.target_shape)
+        if self.height is not None or len(shape) != 3:
+            raise _unsupported(layer, ", only a vector -> [h, w, c] reshape")
+        self.height, self.width, self.channels = shape
+        self.steps.append(_Step("reshape", {"shape": shape}))
+        self.linear_open = False
+
+    def upsample(self, layer) -> None:
+        if not subpixel.is_nearest_upsample_2x(layer) or self.height is None:
+            raise _unsupported(layer, ", only size 2 nearest NHWC")
+        self.upsample_pending = True
+        self.linear_open = False
+
+    # -- shared by the handlers -------------------------------------------------------------------
+
+    def _linear_then(self, layer) -> None:
+        """After a matmul or conv: its own activation, if any, closes it to BatchNorm folding."""
+        self.linear_open = True
+        self._activation(layer.activation, layer)
+
+    def _activation(self, fn, layer) -> None:
         name = getattr(fn, "__name__", str(fn))
         if name == "linear":
             return
         if name not in ("relu", "tanh", "sigmoid", "leaky_relu"):
-            raise unsupported(layer, f", activation {name}")
-        steps.append(_Step("act", {"name": name, "alpha": 0.2}))
+            raise _unsupported(layer, f", activation {name}")
+        self.steps.append(_Step("act", {"name": name, "alpha": 0.2}))
+        self.linear_open = False
 
-    for layer in _layers(model):
-        kind = type(layer).__name__
-        if upsample_pending and kind != "Conv2D":
-            raise unsupported(layer, ", UpSampling2D must be followed by Conv2D")
-        if kind in _IDENTITY_LAYERS:
-            continue
-        if kind == "Dense":
-            if height is not None:
-                raise unsupported(layer, " on an image")
-            kernel, bias = _kernel_bias(layer)
-            steps.append(_Step("matmul", {"kernel": kernel, "bias": bias}))
-            flops += 2 * kernel.size
-            channels = kernel.shape[1]
-            linear_open = True
-            add_activation(layer.activation, layer)
-            linear_open = linear_open and getattr(layer.activation, "__name__", "") == "linear"
-        elif kind == "Conv2D":
-            if not subpixel.is_same_odd_conv(layer) or height is None:
-                raise unsupported(layer, ", only odd square stride-1 'same' NHWC convolutions")
-            kernel, bias = _kernel_bias(layer)
-            out_channels = kernel.shape[-1]
-            if upsample_pending:
-                kernel = subpixel.upsample_conv_kernel(kernel)
-                bias = np.tile(bias, 4)
-            kernel = subpixel.coarse_grid_kernel(kernel, factor)
-            bias = subpixel.tile_phases(bias, factor)
-            if upsample_pending:
-                perm = subpixel.nest_depth_to_space_channels(kernel.shape[-1], factor, 2, out_channels)
-                kernel, bias = kernel[..., perm], bias[perm]
-                factor *= 2
-                upsample_pending = False
-            steps.append(_Step("conv", {"kernel": kernel, "bias": bias}))
-            flops += subpixel.conv_flops(height, width, kernel.shape)
-            channels = out_channels
-            linear_open = True
-            add_activation(layer.activation, layer)
-            linear_open = linear_open and getattr(layer.activation, "__name__", "") == "linear"
-        elif kind == "BatchNormalization":
-            if layer.axis not in (-1, len(layer.input.shape) - 1):
-                raise unsupported(layer, ", normalising an axis other than the last")
-            gamma = None if layer.gamma is None else np.asarray(layer.gamma.numpy())
-            beta = None if layer.beta is None else np.asarray(layer.beta.numpy())
-            mean = np.asarray(layer.moving_mean.numpy())
-            variance = np.asarray(layer.moving_variance.numpy())
-            if linear_open:
-                last = steps[-1].params
-                # The last linear step's channels are its true channels tiled over the phases.
-                reps = last["kernel"].shape[-1] // mean.size
-                last["kernel"], last["bias"] = subpixel.fold_batchnorm(
-                    last["kernel"], last["bias"], *(None if v is None else np.tile(v, reps)
-                                                    for v in (gamma, beta, mean, variance)),
-                    layer.epsilon)
-            else:
-                scale, shift = subpixel.fold_batchnorm(np.ones((1, mean.size)), None, gamma, beta,
-                                                       mean, variance, layer.epsilon)
-                steps.append(_Step("affine", {"scale": subpixel.tile_phases(scale[0], factor),
-                                              "shift": subpixel.tile_phases(shift, factor)}))
-        elif kind == "LeakyReLU":
-            steps.append(_Step("act", {"name": "leaky_relu", "alpha": float(layer.negative_slope)}))
-            linear_open = False
-        elif kind == "ReLU":
-            if layer.max_value is not None or float(layer.threshold) != 0.0:
-                raise unsupported(layer, ", only a plain ReLU")
-            slope = float(layer.negative_slope)
-            steps.append(_Step("act", {"name": "leaky_relu", "alpha": slope} if slope else {"name": "relu"}))
-            linear_open = False
-        elif kind == "Activation":
-            add_activation(layer.activation, layer)
-            linear_open = linear_open and getattr(layer.activation, "__name__", "") == "linear"
-        elif kind == "Reshape":
-            shape = tuple(int(d) for d in layer.target_shape)
-            if height is not None or len(shape) != 3:
-                raise unsupported(layer, ", only a vector -> [h, w, c] reshape")
-            height, width, channels = shape
-            steps.append(_Step("reshape", {"shape": shape}))
-            linear_open = False
-        elif kind == "UpSampling2D":
-            if not subpixel.is_nearest_upsample_2x(layer) or height is None:
-                raise unsupported(layer, ", only size 2 nearest NHWC")
-            upsample_pending = True
-            linear_open = False
-        else:
-            raise unsupported(layer)
-    if upsample_pending:
-        raise DcganError("cannot optimise a generator that ends with UpSampling2D; export with --no-optimize")
-    if factor > 1:
-        steps.append(_Step("depth_to_space", {"factor": factor}))
-    _reshape_as_chw(steps)
-    for step in steps:
-        step.params = {k: (v.astype(np.float32) if isinstance(v, np.ndarray) else v)
-                       for k, v in step.params.items()}
-    return steps, int(flops)
+
+_HANDLERS = {
+    "Dense": _Planner.dense,
+    "Conv2D": _Planner.conv,
+    "BatchNormalization": _Planner.batch_norm,
+    "LeakyReLU": _Planner.leaky_relu,
+    "ReLU": _Planner.relu,
+    "Activation": _Planner.activation,
+    "Reshape": _Planner.reshape,
+    "UpSampling2D": _Planner.upsample,
+}
+
+
+def _unsupported(layer, why: str = "") -> DcganError:
+    return DcganError(f"cannot optimise layer {layer.name!r} ({type(layer).__name__}{why}); "
+                      "export with --no-optimize")
+
+
+def _plan(model, latent_dim: int) -> tuple[list[_Step], int]:
+    return _Planner(latent_dim).plan(model)
 
 
 def _reshape_as_chw(steps: list[_Step]) -> None:

@@ -32,6 +32,17 @@ def _has_batchnorm(model) -> bool:
                or (hasattr(layer, "layers") and _has_batchnorm(layer)) for layer in model.layers)
 
 
+def num_replicas() -> int:
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def global_share(replica_mean):
+    """A loss averaged over this replica's batch, as its share of the mean over the global batch:
+    the optimizer sums gradients across replicas, so each replica's term is divided by their
+    count (one device: unchanged). Every loss term goes through here."""
+    return replica_mean / num_replicas()
+
+
 class DCGAN(keras.Model):
     def __init__(self, generator: keras.Model, discriminator: keras.Model, latent_dim: int = 100,
                  d_steps: int = 1, seed: int | None = None, ema_decay: float = 0.0,
@@ -121,10 +132,7 @@ class DCGAN(keras.Model):
         return augment(images, self.augment_policy, self._draw_seed) if self.augment_policy else images
 
     def _bce(self, labels, logits):
-        # Mean over this replica's batch, divided by the replica count: the optimizer sums
-        # gradients across replicas, so this gives the mean over the global batch.
-        loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
-        return loss / tf.distribute.get_strategy().num_replicas_in_sync
+        return global_share(tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)))
 
     def discriminator_step(self, real):
         n = tf.shape(real)[0]
@@ -151,8 +159,7 @@ class DCGAN(keras.Model):
             loss = loss_real + loss_fake
             if self.r1_gamma > 0:
                 squared = tf.reduce_sum(tf.square(input_grads), axis=[1, 2, 3])
-                replicas = tf.distribute.get_strategy().num_replicas_in_sync  # as in _bce
-                loss += 0.5 * self.r1_gamma * tf.reduce_mean(squared) / replicas
+                loss += global_share(0.5 * self.r1_gamma * tf.reduce_mean(squared))
             scaled = self.d_optimizer.scale_loss(loss)
         variables = self.discriminator.trainable_variables
         self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
@@ -180,9 +187,8 @@ class DCGAN(keras.Model):
             loss = self._bce(tf.ones_like(logits), logits)  # non-saturating: maximise log D(G(z))
             total = loss
             if self.guide is not None:
-                replicas = tf.distribute.get_strategy().num_replicas_in_sync  # as in _bce
                 guide_logits = self.guide(tf.cast(fake, tf.float32), training=False)
-                total += self.class_guidance * guidance_loss(guide_logits) / replicas
+                total += global_share(self.class_guidance * guidance_loss(guide_logits))
             scaled = self.g_optimizer.scale_loss(total)
         variables = self.generator.trainable_variables
         self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
@@ -204,7 +210,7 @@ class DCGAN(keras.Model):
 
     def train_step(self, real):
         """``real`` holds ``d_steps`` batches of real images: one per discriminator update."""
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        replicas = num_replicas()
         loss_real = loss_fake = d_real = d_fake = 0.0
         for batch in tf.split(real, self.d_steps):
             lr, lf, pr, pf = self.discriminator_step(batch)
@@ -214,7 +220,7 @@ class DCGAN(keras.Model):
             d_fake += tf.reduce_mean(pf)
         g_loss = self.generator_step(tf.shape(real)[0] // self.d_steps)
         k = float(self.d_steps)
-        # Report per-replica figures as global means (losses were divided by the replica count).
+        # Report per-replica figures as global means (undoing global_share).
         return {
             "d_loss_real": loss_real / k * replicas,
             "d_loss_fake": loss_fake / k * replicas,

@@ -1,4 +1,5 @@
-"""The ``dcgan`` command group: export, sample, eval, serve here; train and classifier from ``trainer/cli.py``.
+"""The ``dcgan`` command group: export, sample, eval and serve here; train and classifier come
+from ``trainer/cli.py``.
 
 Each command imports its heavy machinery inside the function, so ``dcgan --help``, ``dcgan
 sample``, ``eval`` and ``serve`` never load TensorFlow (a test checks ``sys.modules``); ``train``,

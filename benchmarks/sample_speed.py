@@ -136,6 +136,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     noise = {b: rng.standard_normal((b, 100)).astype(np.float32) for b in BATCHES}
     results = {(name, b): [] for name in BACKENDS for b in BATCHES}
+    from machine import cpu_description  # benchmarks/machine.py
+
+    print(f"CPU: {cpu_description()}")
     print(f"cpu threads: onnxruntime {optimised._session.get_session_options().intra_op_num_threads}, "
           f"os.cpu_count {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}")
     for round_index in range(args.rounds):

@@ -193,6 +193,9 @@ def main() -> None:
     with (contextlib.nullcontext(args.url) if args.url else serve_subprocess(args.model, args.threads)) as base:
         with urllib.request.urlopen(base + "/v1/model") as resp:
             info = json.load(resp)
+        from machine import cpu_description  # benchmarks/machine.py
+
+        print(f"CPU: {cpu_description()}")
         print(f"server {base}: model {info['model']} (latent {info['latent_dim']}), cores {os.cpu_count()}")
         if args.warmup:
             run_load(base, args.clients, args.warmup, info["latent_dim"])

@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from dcgan_export import datasets  # noqa: E402
+from machine import cpu_description  # noqa: E402
 from dcgan_export.contract import to_images  # noqa: E402
 from trainer.data import make_dataset  # noqa: E402
 from trainer.gan import DCGAN  # noqa: E402
@@ -86,7 +87,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best of each is kept")
     args = parser.parse_args()
     images = datasets.load("mnist-8k").images
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs, "
+    print(f"CPU: {cpu_description()}")
+    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
           f"{args.iterations} iterations per measurement, best of {args.rounds} alternating rounds")
     print(f"{'batch':>6} {'recipe it/s':>12} {'dcgan it/s':>11} {'speed-up':>9}")
     for batch in (int(b) for b in args.batch_sizes.split(",")):

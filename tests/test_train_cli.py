@@ -35,7 +35,7 @@ def write_recipe(path, text: str):
 
 
 def test_dry_run_resolves_file_and_command_line_and_writes_nothing(tmp_path, capsys):
-    recipe = write_recipe(tmp_path / "r.toml", 'iterations = 40\nbatch_size = 16\nlr = 5e-4\nquiet = true\n'
+    recipe = write_recipe(tmp_path / "r.toml", 'iterations = 40\nbatch_size = 16\nlr = 5e-4\nema = 0.9\nquiet = true\n'
                                                '[[resume]]\niterations = 60\nema = 0.5\n')
     out = tmp_path / "run"
     code, text, _ = dcgan_in_process("train", "--config", recipe, "--batch-size", "8", "--out", str(out), "--dry-run",
@@ -47,7 +47,7 @@ def test_dry_run_resolves_file_and_command_line_and_writes_nothing(tmp_path, cap
     assert plan["given_on_command_line"] == ["batch_size", "out"]
     assert plan["resume_stages_ahead"] == [{"iterations": 60, "ema": 0.5}]
     # the same file as JSON says the same
-    as_json = write_recipe(tmp_path / "r.json", json.dumps({"iterations": 40, "batch_size": 16, "lr": 5e-4,
+    as_json = write_recipe(tmp_path / "r.json", json.dumps({"iterations": 40, "batch_size": 16, "lr": 5e-4, "ema": 0.9,
                                                             "quiet": True, "resume": [{"iterations": 60, "ema": 0.5}]}))
     code, text2, _ = dcgan_in_process("train", "--config", as_json, "--batch-size", "8", "--out", str(out),
                                       "--dry-run", capsys=capsys)
@@ -62,6 +62,7 @@ def test_dry_run_resolves_file_and_command_line_and_writes_nothing(tmp_path, cap
     ("iterations = 10\n[[resume]]\niterations = 20\nbatch_size = 8\n", "resume 1 .* cannot change --batch-size"),
     ("iterations = 10\n[[resume]]\niterations = 10\n", "resume 1 must set iterations above 10"),
     ("iterations = 10\nresume = 3\n", "'resume' must be a list of tables"),
+    ("iterations = 10\n[[resume]]\niterations = 20\nema = 0.9\n", "resume 1 cannot switch --ema on"),
 ])
 def test_a_bad_config_file_is_one_line_and_writes_nothing(tmp_path, capsys, text, message):
     recipe = write_recipe(tmp_path / "bad.toml", text)

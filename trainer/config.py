@@ -184,7 +184,7 @@ def load_recipe(spec: str) -> Recipe:
         options["out"] = str(options["out"])
     checked = [check_types(stage, f"--config {path}: resume {i + 1}") for i, stage in enumerate(stages)]
     start = options.get("iterations", FIELDS["iterations"].default)
-    check_stage_changes(checked, start, f"--config {path}")
+    check_stage_changes(checked, start, f"--config {path}", options.get("ema", FIELDS["ema"].default))
     return Recipe(options, checked)
 
 

@@ -29,11 +29,14 @@ def check_changes(changes: dict, where: str = "--resume") -> None:
                          f"{', '.join(flag(k) for k in fixed)}")
 
 
-def check_stage_changes(stages: list[dict], start_iterations: int, where: str) -> None:
-    """A recipe's resumes: each changes only what a resume may, and goes further than the last."""
+def check_stage_changes(stages: list[dict], start_iterations: int, where: str, start_ema: float = 0.0) -> None:
+    """A recipe's resumes: each changes only what a resume may, goes further than the last, and
+    keeps the average on or off as the run started (checked here, before any stage trains)."""
     previous = start_iterations
     for i, stage in enumerate(stages, 1):
         check_changes(stage, f"{where}: resume {i}")
+        if "ema" in stage and (stage["ema"] > 0) != (start_ema > 0):
+            raise DcganError(f"{where}: resume {i} cannot switch --ema {'on' if stage['ema'] > 0 else 'off'}")
         target = stage.get("iterations")
         if not isinstance(target, int) or target <= previous:
             raise DcganError(f"{where}: resume {i} must set iterations above {previous}")

@@ -35,7 +35,7 @@ def plan_start(config: TrainConfig, force: bool = False, stages: list[dict] | No
     """Check a new run; unless ``dry_run``, claim its directory and write config.json."""
     stages = list(stages or [])
     config.validate()
-    check_stage_changes(stages, config.iterations, "--config")
+    check_stage_changes(stages, config.iterations, "--config", config.ema)
     data = load_data(config)
     run = RunDir(config.out or time.strftime("runs/%Y%m%d-%H%M%S"))
     config.out = str(run.path)

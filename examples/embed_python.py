@@ -10,5 +10,6 @@ z = sampler.noise(16, seed=0)  # float32 [16, latent]: the noise that sampler.sa
 pixels = sampler.generate_pixels(z)  # uint8 [16, 28, 28]; sampler.generate(z): float32 in [-1, 1]
 print(f"{sampler}: {len(pixels)} images {pixels.shape[1:]}, mean pixel {pixels.mean():.1f}")
 for name, array in [("noise.npy", z), ("pixels.npy", pixels)] if len(sys.argv) > 2 else []:
+    Path(sys.argv[2]).mkdir(parents=True, exist_ok=True)
     with atomic_open(Path(sys.argv[2]) / name) as f:
         np.save(f, array)

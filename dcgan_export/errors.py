@@ -31,3 +31,11 @@ def require_training_extra(command: str) -> None:
     if missing:
         raise DcganError(f"dcgan {command} needs the [train] extra ({', '.join(missing)} not installed): "
                          "pip install 'dcgan[train]'")
+
+
+class ModelOutputError(DcganError):
+    """The model ran but its output is unusable (NaN or infinite values): a broken model, not bad
+    input, so the CLI exits 1 and ``dcgan serve`` answers 500."""
+
+    def __init__(self, message: str):
+        super().__init__(message, exit_code=1)

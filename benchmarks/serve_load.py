@@ -138,10 +138,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass
+class ServerProcess:
+    """A running ``dcgan serve``: its base URL, its process and the file its output goes to."""
+
+    base: str
+    process: subprocess.Popen
+    log_path: str
+
+    def log(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def memory_kb(self) -> dict[str, int]:
+        """VmRSS and VmHWM (peak resident set) of the server process, in kB, from /proc."""
+        with open(f"/proc/{self.process.pid}/status") as f:
+            return {k: int(v.split()[0]) for k, _, v in (line.partition(":") for line in f)
+                    if k in ("VmRSS", "VmHWM")}
+
+
 @contextlib.contextmanager
-def serve_subprocess(model: str | os.PathLike | None, threads: int | None = None,
-                     log_level: str = "warning", startup_timeout: float = 60.0) -> Iterator[str]:
-    """Run ``dcgan serve`` on a free loopback port; yield its base URL; stop it afterwards."""
+def start_server(model: str | os.PathLike | None, threads: int | None = None, log_level: str = "warning",
+                 startup_timeout: float = 60.0, env: dict | None = None) -> Iterator[ServerProcess]:
+    """Run ``dcgan serve`` on a free loopback port, with ``env`` added to its environment (e.g.
+    ``DCGAN_SERVE_*`` limits); yield it once healthy; stop it afterwards."""
     port = free_port()
     args = [sys.executable, "-m", "dcgan_export.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
             "--log-level", log_level]
@@ -150,9 +170,9 @@ def serve_subprocess(model: str | os.PathLike | None, threads: int | None = None
     if threads is not None:
         args += ["--threads", str(threads)]
     base = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
+    with tempfile.NamedTemporaryFile(prefix="dcgan-serve-", suffix=".log") as log:
         server = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                  env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+                                  env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {})))
         try:
             deadline = time.monotonic() + startup_timeout
             while True:
@@ -168,7 +188,7 @@ def serve_subprocess(model: str | os.PathLike | None, threads: int | None = None
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"dcgan serve not healthy after {startup_timeout:.0f} s")
                 time.sleep(0.1)
-            yield base
+            yield ServerProcess(base, server, log.name)
         finally:
             server.terminate()
             try:
@@ -176,6 +196,14 @@ def serve_subprocess(model: str | os.PathLike | None, threads: int | None = None
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+
+
+@contextlib.contextmanager
+def serve_subprocess(model: str | os.PathLike | None, threads: int | None = None,
+                     log_level: str = "warning", startup_timeout: float = 60.0) -> Iterator[str]:
+    """Run ``dcgan serve`` on a free loopback port; yield its base URL; stop it afterwards."""
+    with start_server(model, threads, log_level, startup_timeout) as server:
+        yield server.base
 
 
 def main() -> None:

@@ -9,11 +9,16 @@ prints it as one line and exits non-zero.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
-from .errors import DcganError, require_training_extra
+from .errors import DcganError, first_line, require_training_extra
+from .limits import MAX_SEED, MAX_THREADS
+
+SEED = click.IntRange(0, MAX_SEED)
+THREADS = click.IntRange(1, MAX_THREADS)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -63,13 +68,13 @@ def export_command(src: str, out: str, optimize: bool, atol: float) -> None:
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None, help="Write one PNG per image here instead.")
 @click.option("--model", type=click.Path(), default=None,
               help="ONNX generator, or a run directory [default: the shipped generator].")
-@click.option("--seed", type=int, default=None, help="Image i is made from default_rng([seed, i]) [default: random].")
+@click.option("--seed", type=SEED, default=None, help="Image i is made from default_rng([seed, i]) [default: random].")
 @click.option("--noise", type=click.Path(dir_okay=False), default=None, help="A .npy of noise vectors [n, latent] to use.")
 @click.option("--nrow", type=int, default=None, help="Images per grid row [default: a square-ish grid].")
 @click.option("--format", "fmt", type=click.Choice(["png", "npy"]), default=None,
               help="png grid or npy array [default: from --out's suffix, else png].")
 @click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--threads", type=int, default=None, help="onnxruntime threads [default: physical cores].")
+@click.option("--threads", type=THREADS, default=None, help="onnxruntime threads [default: physical cores].")
 def sample(n, out, out_dir, model, seed, noise, nrow, fmt, batch_size, threads) -> None:
     """Sample images from an ONNX generator (no TensorFlow): a grid PNG, a .npy, or one PNG each."""
     from .sampling import SampleRequest, run_sample
@@ -84,7 +89,7 @@ def sample(n, out, out_dir, model, seed, noise, nrow, fmt, batch_size, threads) 
 @cli.command("eval")
 @click.argument("model", type=click.Path())
 @click.option("--n", "n", type=int, default=10000, show_default=True, help="Images to generate and score.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Noise seed (image i uses default_rng([seed, i])).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Noise seed (image i uses default_rng([seed, i])).")
 @click.option("--classifier", type=click.Path(dir_okay=False), default=None,
               help="Digit classifier ONNX [default: the shipped models/mnist_classifier.onnx].")
 @click.option("--batch-size", type=int, default=500, show_default=True)
@@ -114,7 +119,7 @@ def eval_command(model: str, n: int, seed: int, classifier: str | None, batch_si
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0 to accept connections from other machines).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--threads", type=THREADS, default=1, show_default=True,
               help="onnxruntime threads per request; concurrent requests already use the other cores.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="info", show_default=True, help="uvicorn log level; below info, no access log.")
@@ -126,8 +131,9 @@ def serve(model, host, port, threads, log_level) -> None:
         raise DcganError(f"dcgan serve needs the [serve] extra (pip install 'dcgan[serve]'): {exc}") from None
     from .runtime import Sampler
 
+    limits = service.Limits.from_env()  # bad DCGAN_SERVE_* values: one line, before the port or model
     sock = service.listen_socket(host, port)
-    service.run(Sampler(model, threads=threads), sock, log_level=log_level)
+    service.run(Sampler(model, threads=threads), sock, log_level=log_level, limits=limits)
 
 
 _register_training_commands()
@@ -151,6 +157,12 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:  # disk full, read-only file system, ...: files already written are intact
         where = f": {exc.filename}" if exc.filename else ""
         click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
+        sys.exit(1)
+    except Exception as exc:  # a bug: still one line, with the way to the whole story
+        if os.environ.get("DCGAN_DEBUG"):
+            raise
+        click.echo(f"Error: internal error ({type(exc).__name__}: {first_line(exc)}); "
+                   "DCGAN_DEBUG=1 shows the traceback. Please report it.", err=True)
         sys.exit(1)
 
 

@@ -23,18 +23,19 @@ from typing import Iterable
 import numpy as np
 
 from .errors import DcganError
+from .limits import MAX_EVAL_SAMPLES, MAX_SEED, check_int
 from .contract import (CLASSIFIER_FEATURES, CLASSIFIER_INPUT, CLASSIFIER_LOGITS, DIGIT_DATASETS, IMAGE_SHAPE,
                        NUM_CLASSES, Meta, check_float_array, to_images)
 from .paths import shipped_file
 from .progress import counted
-from .runtime import open_session
+from .runtime import ModelInput, check_finite, open_session
 
 CLASSIFIER_FILENAME = "mnist_classifier.onnx"
 REFERENCE_DATA = "mnist-8k"
 LOW_SHARE = 0.02  # a digit under 2% of samples has (nearly) vanished: one tenth of its fair share
 HIGH_SHARE = 0.30  # one digit over 30% is three times its fair share
 BATCH = 500
-MAX_N = 1_000_000  # score_batches keeps ~600 bytes per image: at most ~0.6 GB
+MAX_N = MAX_EVAL_SAMPLES
 
 
 def default_classifier_path() -> Path:
@@ -126,8 +127,8 @@ class Evaluator:
         if not path.is_file():
             raise DcganError(f"classifier not found: {path}")
         self._session = open_session(path, threads)
-        self._check_contract(path)
         self.classifier_path = path
+        self._check_contract(path)
         self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
         self._reference: tuple[np.ndarray, np.ndarray] | None = None
         self._floor: float | None = None
@@ -136,7 +137,8 @@ class Evaluator:
         inputs = self._session.get_inputs()
         outputs = {o.name: o.shape for o in self._session.get_outputs()}
         found = ", ".join(f"{i.name}{i.shape}" for i in inputs) + " -> " + ", ".join(f"{k}{v}" for k, v in outputs.items())
-        if (len(inputs) != 1 or inputs[0].name != CLASSIFIER_INPUT or tuple(inputs[0].shape[1:]) != IMAGE_SHAPE
+        self._input = ModelInput(self._session, f"{path}: not a digit classifier")
+        if (self._input.name != CLASSIFIER_INPUT or tuple(self._input.shape[1:]) != IMAGE_SHAPE
                 or CLASSIFIER_LOGITS not in outputs or CLASSIFIER_FEATURES not in outputs
                 or len(outputs[CLASSIFIER_LOGITS]) != 2 or outputs[CLASSIFIER_LOGITS][1] != NUM_CLASSES
                 or len(outputs[CLASSIFIER_FEATURES]) != 2 or not isinstance(outputs[CLASSIFIER_FEATURES][1], int)):
@@ -151,9 +153,9 @@ class Evaluator:
         images = check_images(images)
         probs, features = [], []
         for start in range(0, len(images), BATCH):
-            logits, feats = self._session.run([CLASSIFIER_LOGITS, CLASSIFIER_FEATURES],
-                                              {CLASSIFIER_INPUT: images[start:start + BATCH]})
-            probs.append(softmax(logits))
+            logits, feats = self._input.run(self._session, [CLASSIFIER_LOGITS, CLASSIFIER_FEATURES],
+                                            images[start:start + BATCH])
+            probs.append(softmax(check_finite(logits, str(self.classifier_path))))
             features.append(feats.astype(np.float64))
         return np.concatenate(probs), np.concatenate(features)
 
@@ -239,6 +241,7 @@ def evaluate_generator(model: str | os.PathLike | None, n: int = 10000, seed: in
         raise DcganError(f"--n must be <= {MAX_N:,} (memory grows with n), got {n}")
     if batch_size < 1:
         raise DcganError(f"--batch-size must be >= 1, got {batch_size}")
+    seed = check_int(seed, "--seed", 0, MAX_SEED)
     sampler = Sampler(model)
     trained_on = sampler.metadata.get(Meta.DATASET, Meta.UNKNOWN)
     if trained_on not in (*DIGIT_DATASETS, Meta.UNKNOWN) and not any_data:

@@ -23,7 +23,8 @@ import numpy as np
 import onnxruntime as ort
 
 from .contract import IMAGES_OUTPUT, PIXELS_OUTPUT, check_float_array, to_pixels
-from .errors import DcganError, first_line
+from .errors import DcganError, ModelOutputError, first_line
+from .limits import MAX_SEED, MAX_THREADS, check_int
 from .paths import shipped_file
 from .run_dir import RunDir
 
@@ -55,8 +56,8 @@ def open_session(model: str | os.PathLike | bytes, threads: int | None = None, l
     cores); ``label``: how the error names the model (default: its path). Full graph
     optimisation, CPU provider, warnings silenced (onnxruntime logs harmless notes at level 2).
     """
-    if threads is not None and threads < 1:
-        raise DcganError(f"threads must be >= 1, got {threads}")
+    if threads is not None:
+        threads = check_int(threads, "threads", 1, MAX_THREADS)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or physical_cores()
@@ -107,11 +108,66 @@ def noise(seed: int, start: int, count: int, latent_dim: int) -> np.ndarray:
     return out
 
 
+# numpy dtypes for onnxruntime's float tensor types: a model with a float64 or float16 input is fed
+# in its own type, and its float outputs are read back as float32.
+FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
+
+
+class ModelInput:
+    """How to feed a session's one float input: its dtype, and its batch size where the model
+    fixes one (then any number of rows goes through in chunks of exactly that size, the last
+    one padded)."""
+
+    def __init__(self, session: ort.InferenceSession, what: str):
+        inputs = session.get_inputs()
+        if len(inputs) != 1:
+            found = ", ".join(f"{i.name}{i.shape}" for i in inputs) or "none"
+            raise DcganError(f"{what}: expected one input, found {len(inputs)} ({found})")
+        meta = inputs[0]
+        if meta.type not in FLOAT_TYPES:
+            raise DcganError(f"{what}: input {meta.name!r} must be a float tensor, found {meta.type}")
+        self.name: str = meta.name
+        self.shape: list = meta.shape
+        self.dtype = FLOAT_TYPES[meta.type]
+        batch = meta.shape[0] if meta.shape else None
+        self.batch: int | None = batch if isinstance(batch, int) and batch > 0 else None
+
+    def run(self, session: ort.InferenceSession, outputs: list[str], x: np.ndarray) -> list[np.ndarray]:
+        """``session.run`` over the rows of ``x``, whatever the model's batch size."""
+        x = x.astype(self.dtype, copy=False)
+        if self.batch is None or len(x) == self.batch:
+            return session.run(outputs, {self.name: x})
+        parts = []
+        for start in range(0, len(x), self.batch):
+            chunk = x[start:start + self.batch]
+            rows = len(chunk)
+            if rows < self.batch:
+                chunk = np.concatenate([chunk, np.zeros((self.batch - rows, *chunk.shape[1:]), chunk.dtype)])
+            parts.append([out[:rows] for out in session.run(outputs, {self.name: chunk})])
+        return [np.concatenate(column) for column in zip(*parts)]
+
+
+def _float_output(meta, what: str) -> None:
+    if meta.type not in FLOAT_TYPES:
+        raise DcganError(f"{what}: output {meta.name!r} must be a float tensor, found {meta.type}")
+
+
+def check_finite(images: np.ndarray, what: str) -> np.ndarray:
+    """``images`` unchanged, or a ModelOutputError: a model producing NaN must not pass as black images."""
+    bad = ~np.isfinite(images.reshape(len(images), -1)).all(axis=1)
+    if bad.any():
+        raise ModelOutputError(f"{what}: the model produced NaN or infinite values "
+                               f"for {int(bad.sum())} of {len(images)} images")
+    return images
+
+
 class Sampler:
     """A generator loaded into an onnxruntime session. Thread-safe: share one across threads.
 
     ``model``: an ONNX generator with input ``[N, latent]`` and output ``images`` (the contract in
-    ``dcgan_export.contract``), or a run directory holding one (``None``: the shipped one). ``threads``: intra-op threads (default: physical cores).
+    ``dcgan_export.contract``), or a run directory holding one (``None``: the shipped one).
+    ``threads``: intra-op threads (default: physical cores). Models that keep the contract loosely
+    work too: a float64 or float16 input, or a fixed batch size.
     """
 
     def __init__(self, model: str | os.PathLike | None = None, threads: int | None = None,
@@ -121,20 +177,22 @@ class Sampler:
             raise DcganError(f"model not found: {path}")
         self._session = open_session(path, threads, providers=providers)
         self.model_path = path
-        inputs = self._session.get_inputs()
-        if len(inputs) != 1 or len(inputs[0].shape) != 2 or not isinstance(inputs[0].shape[1], int):
-            shapes = ", ".join(f"{i.name}{i.shape}" for i in inputs)
-            raise DcganError(f"{path}: not a generator: expected one input of shape [N, latent], found {shapes}")
-        self._input = inputs[0].name
-        self.latent_dim: int = inputs[0].shape[1]
+        self._input = ModelInput(self._session, f"{path}: not a generator")
+        if len(self._input.shape) != 2 or not isinstance(self._input.shape[1], int) or self._input.shape[1] < 1:
+            raise DcganError(f"{path}: not a generator: expected an input of shape [N, latent], "
+                             f"found {self._input.name}{self._input.shape}")
+        self.latent_dim: int = self._input.shape[1]
         outputs = {o.name: o for o in self._session.get_outputs()}
         if IMAGES_OUTPUT not in outputs:
             raise DcganError(f"{path}: not a generator: no output named {IMAGES_OUTPUT!r} (found {', '.join(outputs)})")
+        _float_output(outputs[IMAGES_OUTPUT], f"{path}: not a generator")
         self.image_shape: tuple = tuple(outputs[IMAGES_OUTPUT].shape[1:])
-        if len(self.image_shape) != 3 or self.image_shape[2] != 1 or not all(isinstance(d, int) for d in self.image_shape):
+        if len(self.image_shape) != 3 or self.image_shape[2] != 1 or not all(
+                isinstance(d, int) and d > 0 for d in self.image_shape):
             raise DcganError(f"{path}: not a generator: output {IMAGES_OUTPUT!r} must be [N, H, W, 1], "
                              f"found {outputs[IMAGES_OUTPUT].shape}")
-        self._has_pixels = PIXELS_OUTPUT in outputs
+        pixels = outputs.get(PIXELS_OUTPUT)
+        self._outputs = [IMAGES_OUTPUT] + ([PIXELS_OUTPUT] if pixels is not None and pixels.type == "tensor(uint8)" else [])
         self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
 
     def __repr__(self) -> str:
@@ -146,16 +204,23 @@ class Sampler:
         """z as a C-contiguous float32 [n, latent] array, or a ValueError saying what is wrong."""
         return check_float_array(z, "noise", (self.latent_dim,))
 
+    def _run(self, z) -> list[np.ndarray]:
+        """[images float32] (+ [pixels uint8] where the model has them), checked to be finite."""
+        results = self._input.run(self._session, self._outputs, self.check_noise(z))
+        images = results[0].astype(np.float32, copy=False)
+        if images.shape[1:] != self.image_shape:
+            raise ModelOutputError(f"{self.model_path}: the model declares images {list(self.image_shape)} "
+                                   f"but produced {list(images.shape[1:])}")
+        return [check_finite(images, str(self.model_path)), *results[1:]]
+
     def generate(self, z) -> np.ndarray:
         """Images for noise ``z`` [n, latent]: float32 [n, 28, 28, 1] in [-1, 1]."""
-        return self._session.run([IMAGES_OUTPUT], {self._input: self.check_noise(z)})[0]
+        return self._run(z)[0]
 
     def generate_pixels(self, z) -> np.ndarray:
         """Images for noise ``z`` as uint8 [n, 28, 28], round((x + 1) * 127.5)."""
-        z = self.check_noise(z)
-        if self._has_pixels:
-            return self._session.run([PIXELS_OUTPUT], {self._input: z})[0]
-        return to_pixels(self._session.run([IMAGES_OUTPUT], {self._input: z})[0])
+        results = self._run(z)
+        return results[1] if len(results) > 1 else to_pixels(results[0])
 
     # -- seeds -> images ---------------------------------------------------------------------
 
@@ -188,6 +253,4 @@ def resolve_seed(seed: int | None) -> int:
     """A fixed seed as given; ``None`` draws a fresh one from the OS."""
     if seed is None:
         return int(np.random.SeedSequence().entropy % (2**31))
-    if int(seed) < 0:
-        raise DcganError(f"seed must be >= 0, got {seed}")
-    return int(seed)
+    return check_int(seed, "seed", 0, MAX_SEED)

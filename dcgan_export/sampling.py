@@ -94,7 +94,10 @@ def _check_destination(req: SampleRequest) -> str:
     suffix = out.suffix.lower()
     # The format follows the suffix; any other suffix needs an explicit --format, so a typo
     # such as --out model.onnx cannot replace a file of another kind with an image.
-    fmt = req.fmt or {".png": "png", ".npy": "npy"}.get(suffix)
+    implied = {".png": "png", ".npy": "npy"}.get(suffix)
+    if req.fmt and implied and req.fmt != implied:
+        raise DcganError(f"--format {req.fmt} contradicts --out {out}: name it .{req.fmt}, or drop --format")
+    fmt = req.fmt or implied
     if fmt is None:
         raise DcganError(f"--out {out}: use a .png or .npy name, or say --format png|npy")
     check_output_file(out, "--out", protect={"--model file": req.model, "--noise file": req.noise})

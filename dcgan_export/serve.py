@@ -7,55 +7,156 @@ Routes::
     GET  /v1/sample?n=25&seed=7&format=png|npy  a grid PNG, or uint8 [n, 28, 28] as .npy
     POST /v1/generate                           noise {"z": [[...]]} or an .npy body -> uint8 pixels
 
-Every bad request gets a 4xx with a JSON ``{"error": ...}`` body and the server keeps serving.
-Inference and encoding run in a thread pool (onnxruntime releases the GIL), so the event loop
-stays free and concurrent requests run in parallel on the one thread-safe session.
+Every bad request gets a 4xx with a JSON ``{"error": ...}`` body and the server keeps serving,
+including the ones the HTTP layer refuses itself (``GuardedH11Protocol``). Inference and encoding
+run in a thread pool (onnxruntime releases the GIL), so the event loop stays free and concurrent
+requests run in parallel on the one thread-safe session.
+
+What a client can make the server hold is bounded (``Limits``): connections, time to send the
+headers and the body, request-body bytes held at once, JSON documents parsed at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
+import http
 import io
 import json
+import logging
+import os
 import socket
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
 from typing import Callable
 
 import anyio
+import h11
 import numpy as np
+import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .errors import DcganError, first_line
+from .limits import MAX_SEED
+from .errors import DcganError, ModelOutputError, first_line
 from .images import make_grid, png_bytes
 from .runtime import Sampler, resolve_seed
 
 MAX_N = 1024
 MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_N = 25
-MAX_SEED = 2**63 - 1
 NPY_TYPE = "application/x-npy"
 JSON_TYPE = "application/json"
 # Bound on simultaneous inference calls. ``dcgan serve`` gives each call one onnxruntime thread
 # (measured: under 64 clients, 1 thread per call served ~1.5x the requests of 2 spinning ones),
 # so the cores are used by concurrent calls; a few more slots than cores hide encoding gaps.
 INFERENCE_SLOTS = 8
+# Images per onnxruntime call: its activations take ~0.1 MB an image (1,024 at once: 100 MB, so 8
+# slots: 800 MB), while 64 at a time is as fast and gives the same pixels.
+INFERENCE_BATCH = 64
+MAX_HEAD_BYTES = 16 * 1024  # request line + headers; more is a 431 (h11's own default)
+log = logging.getLogger("uvicorn.error")  # uvicorn's error log: same format, same --log-level
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What clients can make the server hold. Each has an environment override,
+    ``DCGAN_SERVE_<NAME>`` (e.g. ``DCGAN_SERVE_HEADER_TIMEOUT=2``), read by ``from_env``."""
+
+    max_connections: int = 256  # open connections; a request above it gets 503
+    header_timeout: float = 10.0  # seconds from connecting (or a request's first byte) to its last header
+    body_timeout: float = 30.0  # seconds to receive a whole request body: 408 after it
+    body_bytes_in_flight: int = 64 * 1024 * 1024  # request bodies held at once, all requests together: 503 above
+    json_parses: int = 2  # JSON bodies parsed at once (a 4 MB body becomes a few times that in Python objects)
+
+    @classmethod
+    def from_env(cls, environ=os.environ) -> "Limits":
+        """The defaults, with any ``DCGAN_SERVE_*`` overrides; a bad value is a one-line DcganError."""
+        values = {}
+        for field in fields(cls):
+            name = f"DCGAN_SERVE_{field.name.upper()}"
+            raw = environ.get(name)
+            if raw is None:
+                continue
+            try:
+                value = int(raw) if field.type == "int" else float(raw)
+            except ValueError:
+                raise DcganError(f"{name} must be a number, got {raw[:40]!r}") from None
+            if value <= 0:
+                raise DcganError(f"{name} must be positive, got {raw[:40]!r}")
+            values[field.name] = value
+        limits = cls(**values)
+        if limits.body_bytes_in_flight < MAX_BODY_BYTES:
+            raise DcganError(f"DCGAN_SERVE_BODY_BYTES_IN_FLIGHT must be at least the body limit, {MAX_BODY_BYTES}")
+        return limits
 
 
 class BadRequest(Exception):
-    """A client error: becomes ``status`` with ``{"error": message}``."""
+    """A client error: becomes ``status`` with ``{"error": message}``; ``close`` ends the connection
+    too (for a body the server will not read)."""
 
-    def __init__(self, message: str, status: int = 400):
+    def __init__(self, message: str, status: int = 400, close: bool = False):
         super().__init__(message)
         self.status = status
+        self.close = close
 
 
-def create_app(sampler: Sampler) -> Starlette:
+class ClientGone(Exception):
+    """The client hung up before its body arrived: one log line, no answer (nobody to read it)."""
+
+
+class ByteBudget:
+    """Request-body bytes held at once, across all requests. Used from the event loop only, so
+    no lock: ``take`` either reserves all it is asked for or nothing."""
+
+    def __init__(self, total: int):
+        self.total, self.used = total, 0
+
+    def take(self, n: int) -> bool:
+        if self.used + n > self.total:
+            return False
+        self.used += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.used -= n
+
+
+class BodyHold:
+    """One request's share of the ``ByteBudget``, grown as its body arrives and given back at once
+    when the body has been parsed (``async with budget_hold(...)``)."""
+
+    def __init__(self, budget: ByteBudget):
+        self.budget, self.held = budget, 0
+
+    def cover(self, size: int) -> None:
+        """Hold ``size`` bytes in all, or refuse the request with 503 (and close: its body stays unread)."""
+        if size > self.held:
+            if not self.budget.take(size - self.held):
+                raise BadRequest("server busy: too many request bodies in flight; retry later", 503, close=True)
+            self.held = size
+
+
+@asynccontextmanager
+async def budget_hold(budget: ByteBudget):
+    hold = BodyHold(budget)
+    try:
+        yield hold
+    finally:
+        budget.give(hold.held)
+
+
+def create_app(sampler: Sampler, limits: Limits | None = None) -> Starlette:
     """The ASGI app serving ``sampler``; one instance shared by every request."""
+    limits = limits or Limits()
     limiter = anyio.CapacityLimiter(INFERENCE_SLOTS)
+    json_limiter = anyio.CapacityLimiter(limits.json_parses)
+    budget = ByteBudget(limits.body_bytes_in_flight)
     model_info = describe_model(sampler)
 
     async def in_thread(fn: Callable, *args):
@@ -71,41 +172,59 @@ def create_app(sampler: Sampler) -> Starlette:
         params = request.query_params
         unknown = sorted(set(params) - {"n", "seed", "format"})
         if unknown:
-            raise BadRequest(f"unknown query parameter(s): {', '.join(unknown)} (expected n, seed, format)")
+            raise BadRequest(f"unknown query parameter(s): {', '.join(unknown)[:200]} (expected n, seed, format)")
         n = int_param(params, "n", DEFAULT_N, 1, MAX_N)
         seed = int_param(params, "seed", None, 0, MAX_SEED)
         fmt = params.get("format", "png")
         if fmt not in ("png", "npy"):
-            raise BadRequest(f"format must be png or npy, got {fmt!r}")
+            raise BadRequest(f"format must be png or npy, got {fmt[:40]!r}")
         seed = resolve_seed(seed)
         headers = {"X-Seed": str(seed)}
         if fmt == "npy":
-            body = await in_thread(lambda: npy_bytes(sampler.sample_pixels(n, seed)))
+            body = await in_thread(lambda: npy_bytes(sampler.sample_pixels(n, seed, INFERENCE_BATCH)))
             return Response(body, media_type=NPY_TYPE, headers=headers)
-        body = await in_thread(lambda: png_bytes(make_grid(sampler.sample_pixels(n, seed))))
+        body = await in_thread(lambda: png_bytes(make_grid(sampler.sample_pixels(n, seed, INFERENCE_BATCH))))
         return Response(body, media_type="image/png", headers=headers)
+
+    async def read_noise(request: Request, content_type: str) -> np.ndarray:
+        """The request's noise as float32 [n, latent]. The body counts against the byte budget
+        until it is parsed, and is dropped when this returns: only the array lives on."""
+        async with budget_hold(budget) as hold:
+            body = await read_body(request, MAX_BODY_BYTES, hold, limits.body_timeout)
+            if content_type == NPY_TYPE:
+                return parse_npy_noise(body, sampler.latent_dim)
+            # Parsed off the event loop, a few at a time: a 4 MB body becomes several times that.
+            return await anyio.to_thread.run_sync(parse_json_noise, body, sampler, limiter=json_limiter)
 
     async def generate(request: Request) -> Response:
         content_type = media_type(request.headers.get("content-type", ""))
         if content_type not in (JSON_TYPE, NPY_TYPE):
-            raise BadRequest(f"Content-Type must be {JSON_TYPE} or {NPY_TYPE}, got {content_type or 'none'!r}", 415)
-        body = await read_body(request, MAX_BODY_BYTES)
-        if content_type == NPY_TYPE:
-            z = parse_npy_noise(body, sampler.latent_dim)
-        else:  # up to 4 MB of JSON: parsed off the event loop
-            z = await anyio.to_thread.run_sync(parse_json_noise, body)
-        pixels = await in_thread(sampler.generate_pixels, z)
+            raise BadRequest(f"Content-Type must be {JSON_TYPE} or {NPY_TYPE}, got {content_type[:60] or 'none'!r}",
+                             415)
+        z = await read_noise(request, content_type)
+        pixels = await in_thread(generate_in_batches, sampler, z)
+        del z
         if wants_npy(request.headers.get("accept", ""), body_was_npy=content_type == NPY_TYPE):
             return Response(await in_thread(npy_bytes, pixels), media_type=NPY_TYPE)
-        payload = await in_thread(lambda: json.dumps(
-            {"shape": list(pixels.shape), "dtype": "uint8", "pixels": pixels.tolist()}, separators=(",", ":")))
-        return Response(payload, media_type=JSON_TYPE)
+        return Response(await in_thread(pixels_json, pixels), media_type=JSON_TYPE)
 
     async def bad_request(request: Request, exc: BadRequest) -> Response:
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        headers = {"Connection": "close"} if exc.close else None
+        return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
+
+    async def client_gone(request: Request, exc: ClientGone) -> Response:
+        log.info("%s - %s %s: %s", client_label(request), request.method, request.url.path, exc)
+        return Response(status_code=400)  # never sent: uvicorn drops writes to a closed connection
 
     async def invalid_input(request: Request, exc: DcganError) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=400)
+
+    async def model_output(request: Request, exc: ModelOutputError) -> Response:
+        """A broken model, not a bad request: 500, with the details (and the model's path) in the
+        log only."""
+        log.error("%s - %s %s: 500, non-finite model output: %s", client_label(request), request.method,
+                  request.url.path, first_line(exc))
+        return JSONResponse({"error": "the model produced non-finite values (NaN or infinity)"}, status_code=500)
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
@@ -120,9 +239,13 @@ def create_app(sampler: Sampler) -> Starlette:
             Route("/v1/sample", sample, methods=["GET"]),
             Route("/v1/generate", generate, methods=["POST"]),
         ],
-        exception_handlers={BadRequest: bad_request, DcganError: invalid_input,
-                            HTTPException: http_error, Exception: server_error},
+        exception_handlers={BadRequest: bad_request, ClientGone: client_gone, ModelOutputError: model_output,
+                            DcganError: invalid_input, HTTPException: http_error, Exception: server_error},
     )
+
+
+def client_label(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "client"
 
 
 def describe_model(sampler: Sampler) -> dict:
@@ -162,35 +285,56 @@ def wants_npy(accept: str, body_was_npy: bool) -> bool:
     return body_was_npy and JSON_TYPE not in types
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+async def read_body(request: Request, limit: int, hold: BodyHold, timeout: float) -> bytes:
+    """The request body, within ``timeout`` seconds in all (else 408) and ``limit`` bytes (else
+    413, as soon as that is known), each byte covered by ``hold`` before it is kept (else 503).
+    A declared Content-Length is checked and reserved before any of the body is read."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
             raise BadRequest(f"invalid Content-Length {declared[:40]!r}")
         if int(declared) > limit:
             raise BadRequest(f"body too large: {declared} bytes (limit {limit})", 413)
+        hold.cover(int(declared))
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadRequest(f"body too large: over {limit} bytes", 413)
-        chunks.append(chunk)
+    try:
+        with anyio.fail_after(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BadRequest(f"body too large: over {limit} bytes", 413)
+                hold.cover(size)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BadRequest(f"request body not received within {timeout:g} s ({size} bytes came)", 408,
+                         close=True) from None
+    except ClientDisconnect:
+        expected = f" of {declared}" if declared is not None else ""
+        raise ClientGone(f"client disconnected during its upload ({size}{expected} bytes received)") from None
     return b"".join(chunks)
 
 
-def parse_json_noise(body: bytes) -> list:
+def parse_json_noise(body: bytes, sampler: Sampler) -> np.ndarray:
+    """A JSON body ``{"z": [[...], ...]}`` as float32 [n, latent]. Refuses a body with more
+    values than the largest request holds before parsing it, since every value becomes a Python
+    object (~30 bytes for a number that took 2 in the body); the parsed list is dropped here."""
+    max_values = MAX_N * sampler.latent_dim
+    if body.count(b",") > max_values + MAX_N + 16:  # a few commas of slack for other keys
+        raise BadRequest(f"JSON body holds more than {max_values} values ({MAX_N} vectors of {sampler.latent_dim})")
     try:
-        doc = json.loads(body)
+        doc = json.loads(body)  # one str copy of the body, then the objects
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError too
         raise BadRequest('body is not valid JSON; expected {"z": [[...], ...]}') from None
     if not isinstance(doc, dict) or "z" not in doc:
         raise BadRequest('JSON body must be an object with key "z": a list of noise vectors')
-    z = doc["z"]
+    z = doc.pop("z")
+    del doc
     if not isinstance(z, list) or not z or not all(isinstance(row, list) for row in z):
         raise BadRequest('"z" must be a non-empty list of noise vectors (lists of numbers)')
     check_rows(len(z))
-    return z
+    if not all(type(x) in (int, float) for row in z for x in row):  # bool is not a number here
+        raise BadRequest('"z" must hold numbers only')
+    return sampler.check_noise(z)
 
 
 def parse_npy_noise(body: bytes, latent_dim: int) -> np.ndarray:
@@ -226,22 +370,141 @@ def check_rows(n: int) -> None:
         raise BadRequest(f"number of noise vectors must be between 1 and {MAX_N}, got {n}")
 
 
+def generate_in_batches(sampler: Sampler, z: np.ndarray) -> np.ndarray:
+    return np.concatenate([sampler.generate_pixels(z[i:i + INFERENCE_BATCH])
+                           for i in range(0, len(z), INFERENCE_BATCH)])
+
+
+def pixels_json(pixels: np.ndarray) -> bytes:
+    """The JSON answer, encoded an image at a time: ``pixels.tolist()`` of 1,024 images at once
+    would be 8 MB of lists before the 2.4 MB of text."""
+    head = json.dumps({"shape": list(pixels.shape), "dtype": "uint8"}, separators=(",", ":"))[:-1]
+    images = b",".join(json.dumps(image.tolist(), separators=(",", ":")).encode() for image in pixels)
+    return b"".join([head.encode(), b',"pixels":[', images, b"]}"])
+
+
 def npy_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
     return buf.getvalue()
 
 
-def run(sampler: Sampler, sock: socket.socket, log_level: str = "info") -> None:
+def run(sampler: Sampler, sock: socket.socket, log_level: str = "info", limits: Limits | None = None) -> None:
     """Serve on ``sock`` (from ``listen_socket``) until interrupted (uvicorn handles SIGINT and
-    SIGTERM with a graceful shutdown)."""
-    import uvicorn
-
-    config = uvicorn.Config(create_app(sampler), log_level=log_level, server_header=False,
-                            access_log=log_level in ("debug", "trace", "info"))
+    SIGTERM with a graceful shutdown). ``limits``: default ``Limits.from_env()``."""
+    limits = limits or Limits.from_env()
+    config = uvicorn.Config(create_app(sampler, limits), log_level=log_level, server_header=False,
+                            access_log=log_level in ("debug", "trace", "info"), ws="none",
+                            http=guarded_protocol(limits), h11_max_incomplete_event_size=MAX_HEAD_BYTES)
     bound_host, bound_port = sock.getsockname()[:2]
     print(f"dcgan serve: listening on http://{_url_host(bound_host)}:{bound_port}", flush=True)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def guarded_protocol(limits: Limits) -> type:
+    """``GuardedH11Protocol`` bound to ``limits`` (uvicorn builds one protocol per connection)."""
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits})
+
+
+def _json_error_bytes(status: int, message: str) -> bytes:
+    """A whole HTTP/1.1 error response that closes the connection, for answers given outside h11's
+    request cycle (no request parsed yet, or one h11 refused)."""
+    body = json.dumps({"error": message}).encode()
+    head = (f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\ncontent-type: {JSON_TYPE}\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
+    return head.encode() + body
+
+
+async def _send_json_error(send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", JSON_TYPE.encode()), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _head_size(scope: dict) -> int:
+    """Bytes of a parsed request line and headers, near enough (h11 checks only a head that
+    arrives in pieces: one that comes in a single read is parsed whatever its size)."""
+    return (len(scope["raw_path"]) + len(scope["query_string"]) + 16
+            + sum(len(name) + len(value) + 4 for name, value in scope["headers"]))
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with what it lacks: a deadline for each request's headers,
+    JSON error bodies for the requests it refuses itself, and a JSON 503 above the connection cap."""
+
+    limits: Limits = Limits()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.limit_concurrency = None  # checked in _app instead, so that the 503 is JSON too
+        self.inner_app, self.app = self.app, self._app
+        self.header_timer: asyncio.TimerHandle | None = None
+
+    async def _app(self, scope, receive, send) -> None:
+        cap = self.limits.max_connections  # this connection and this task are counted already
+        if len(self.connections) > cap or len(self.tasks) > cap:
+            log.warning("%d connections open (limit %d): answered 503", len(self.connections), cap)
+            await _send_json_error(send, 503, f"server busy: over {cap} connections; retry later")
+        elif _head_size(scope) > MAX_HEAD_BYTES:
+            await _send_json_error(send, 431, f"request line and headers over {MAX_HEAD_BYTES} bytes")
+        else:
+            await self.inner_app(scope, receive, send)
+
+    # -- the header deadline: armed while a request's headers are awaited -----------------------
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._watch_headers()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_headers()
+
+    def connection_lost(self, exc) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
+
+    def _watch_headers(self) -> None:
+        """Arm the timer while a new connection, or one whose client sent bytes since its last
+        request, awaits a request's headers; stop it once they are complete. (An idle keep-alive
+        connection is left to uvicorn's keep-alive timeout, which any byte received cancels.)"""
+        awaiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+        if awaiting:
+            if self.header_timer is None:
+                self.header_timer = self.loop.call_later(self.limits.header_timeout, self._headers_too_slow)
+        else:
+            self._stop_header_timer()
+
+    def _stop_header_timer(self) -> None:
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self.header_timer = None
+        if not self.transport.is_closing():
+            log.info("%s - request headers not complete within %g s: closed", self._peer(), self.limits.header_timeout)
+            self._refuse(408, f"request headers not received within {self.limits.header_timeout:g} s")
+
+    # -- requests h11 refuses ------------------------------------------------------------------
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's plain-text 400, as JSON; 431 when the head outgrew h11's buffer."""
+        buffered = len(self.conn.trailing_data[0])
+        if buffered > MAX_HEAD_BYTES:
+            self._refuse(431, f"request line and headers over {MAX_HEAD_BYTES} bytes")
+        else:
+            self._refuse(400, "invalid HTTP request: malformed request line or headers, a missing Host header, "
+                              "or a bad or conflicting Content-Length")
+
+    def _refuse(self, status: int, message: str) -> None:
+        self.transport.write(_json_error_bytes(status, message))
+        self.transport.close()
+
+    def _peer(self) -> str:
+        return "%s:%d" % self.client if self.client else "client"
 
 
 def listen_socket(host: str, port: int) -> socket.socket:

@@ -17,19 +17,28 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_tiny_generator(path: Path, latent_dim: int = 100, seed: int = 0, with_pixels: bool = True) -> Path:
+def make_tiny_generator(path: Path, latent_dim: int = 100, seed: int = 0, with_pixels: bool = True,
+                        dtype=np.float32, batch: int | str = "N", nan: bool = False) -> Path:
+    """A small ONNX model that keeps the generator contract: z -> tanh(z @ W) as images (and pixels).
+
+    ``dtype`` (float32 or float64) and ``batch`` (a fixed size) make models that keep the contract
+    loosely; ``nan`` one whose images are all NaN."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    elem = TensorProto.DOUBLE if np.dtype(dtype) == np.float64 else TensorProto.FLOAT
     rng = np.random.default_rng(seed)
-    weight = (rng.standard_normal((latent_dim, 784)) / np.sqrt(latent_dim)).astype(np.float32)
+    weight = (rng.standard_normal((latent_dim, 784)) / np.sqrt(latent_dim)).astype(dtype)
     nodes = [
         helper.make_node("MatMul", ["z", "W"], ["h"]),
-        helper.make_node("Tanh", ["h"], ["t"]),
+        helper.make_node("Tanh", ["h"], ["t0"]),
+        helper.make_node("Mul" if nan else "Identity", ["t0", "nan"] if nan else ["t0"], ["t"]),
         helper.make_node("Reshape", ["t", "shape"], ["images"]),
     ]
     inits = [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(np.array([-1, 28, 28, 1], np.int64), "shape")]
-    outputs = [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 28, 28, 1])]
+    if nan:
+        inits.append(numpy_helper.from_array(np.array(np.nan, dtype), "nan"))
+    outputs = [helper.make_tensor_value_info("images", elem, [batch, 28, 28, 1])]
     if with_pixels:
         nodes += [
             helper.make_node("Add", ["t", "one"], ["a"]),
@@ -39,12 +48,12 @@ def make_tiny_generator(path: Path, latent_dim: int = 100, seed: int = 0, with_p
             helper.make_node("Cast", ["c"], ["flat"], to=TensorProto.UINT8),
             helper.make_node("Reshape", ["flat", "pshape"], ["pixels"]),
         ]
-        inits += [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in
+        inits += [numpy_helper.from_array(np.array(v, dtype), n) for n, v in
                   [("one", 1.0), ("half255", 127.5), ("zero", 0.0), ("max255", 255.0)]]
         inits.append(numpy_helper.from_array(np.array([-1, 28, 28], np.int64), "pshape"))
-        outputs.append(helper.make_tensor_value_info("pixels", TensorProto.UINT8, ["N", 28, 28]))
+        outputs.append(helper.make_tensor_value_info("pixels", TensorProto.UINT8, [batch, 28, 28]))
     graph = helper.make_graph(nodes, "tiny_generator",
-                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", latent_dim])],
+                              [helper.make_tensor_value_info("z", elem, [batch, latent_dim])],
                               outputs, initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

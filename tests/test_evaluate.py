@@ -237,7 +237,8 @@ def test_cli_eval_table(tiny_generator_onnx):
         (["--n", "0"], "--n must be >= 1"),
         (["--n", "-5"], "--n must be >= 1"),
         (["--batch-size", "0"], "--batch-size must be >= 1"),
-        (["--seed", "-1"], "seed must be >= 0"),
+        (["--seed", "-1"], "Invalid value for '--seed'"),
+        (["--seed", str(2**63)], "Invalid value for '--seed'"),
     ],
 )
 def test_cli_eval_bad_numbers(tiny_generator_onnx, args, message):
@@ -254,6 +255,7 @@ def test_evaluate_generator_checks_its_numbers_before_loading_anything(tmp_path)
         (dict(n=0), "--n must be >= 1, got 0"),
         (dict(n=1_000_001), "--n must be <= 1,000,000"),
         (dict(n=10, batch_size=0), "--batch-size must be >= 1, got 0"),
+        (dict(n=10, seed=2**63), "--seed must be between 0 and"),
     ]:
         with pytest.raises(DcganError, match=f"^{message}"):
             evaluate.evaluate_generator(missing, classifier_path=missing, **kwargs)
@@ -284,7 +286,7 @@ def test_shared_helpers_behave_as_their_callers_need(tmp_path):
     corrupt.write_bytes(b"junk")
     with pytest.raises(DcganError, match=f"^{corrupt}: not a loadable ONNX model"):
         open_session(corrupt)
-    with pytest.raises(DcganError, match="threads must be >= 1"):
+    with pytest.raises(DcganError, match="threads must be between 1 and 1,024"):
         open_session(corrupt, threads=0)
 
 
@@ -334,3 +336,27 @@ def test_progress_counts_on_a_terminal_only():
     assert [len(b) for b in counted(batches, 10, "scoring", stream=terminal, min_interval=0)] == [4, 4, 2]
     assert terminal.getvalue().startswith("\rscoring 4/10\rscoring 8/10\rscoring 10/10")
     assert list(counted(iter(batches), 10, "scoring", stream=pipe)) == batches and pipe.getvalue() == ""
+
+
+def test_models_that_keep_the_contract_loosely_score_the_same(tmp_path, evaluator):
+    import onnx
+
+    reference = evaluate.evaluate_generator(make_tiny_generator(tmp_path / "g.onnx"), n=50, seed=1, evaluator=evaluator)
+    for name, loose in [("f64", dict(dtype=np.float64)), ("b16", dict(batch=16))]:
+        report = evaluate.evaluate_generator(make_tiny_generator(tmp_path / f"{name}.onnx", **loose), n=50, seed=1,
+                                             batch_size=20, evaluator=evaluator)
+        assert report["class_shares"] == reference["class_shares"] and report["fid"] == pytest.approx(reference["fid"], rel=1e-4)
+    # a classifier with a fixed batch of 7 rows: fed in chunks of 7, the same figures
+    classifier = onnx.load(str(evaluate.default_classifier_path()))
+    classifier.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 7
+    onnx.save(classifier, str(tmp_path / "c7.onnx"))
+    fixed = evaluate.evaluate_generator(tmp_path / "g.onnx", n=50, seed=1, classifier_path=tmp_path / "c7.onnx")
+    assert fixed["class_shares"] == reference["class_shares"] and fixed["fid"] == pytest.approx(reference["fid"], rel=1e-4)
+
+
+def test_a_model_producing_nan_fails_eval_in_one_line(tmp_path):
+    model = make_tiny_generator(tmp_path / "nan.onnx", nan=True)
+    result = run_dcgan("eval", str(model), "--n", "10")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert "produced NaN or infinite values for 10 of 10 images" in lines[0]

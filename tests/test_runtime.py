@@ -93,7 +93,7 @@ def test_missing_corrupt_and_non_generator_models(tmp_path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     (tmp_path / "classifier_like.onnx").write_bytes(model.SerializeToString())
-    with pytest.raises(DcganError, match=r"not a generator: expected one input of shape \[N, latent\]"):
+    with pytest.raises(DcganError, match=r"not a generator: expected an input of shape \[N, latent\]"):
         Sampler(tmp_path / "classifier_like.onnx")
 
 
@@ -130,3 +130,61 @@ def test_shipped_model_is_found_after_a_non_editable_install(tmp_path):
                              str(target)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "(2, 28, 28, 1)" in result.stdout
+
+
+# -- models that keep the contract loosely, or break it at run time ------------------------------
+
+
+def test_a_float64_model_gives_the_float32_models_images(tmp_path):
+    ref = Sampler(make_tiny_generator(tmp_path / "f32.onnx"))
+    wide = Sampler(make_tiny_generator(tmp_path / "f64.onnx", dtype=np.float64))
+    images = wide.sample(5, seed=3)
+    assert images.dtype == np.float32
+    np.testing.assert_allclose(images, ref.sample(5, seed=3), atol=1e-5)
+    np.testing.assert_array_equal(wide.sample_pixels(5, seed=3), to_pixels(images))
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 11])
+def test_a_fixed_batch_model_is_fed_in_chunks_of_its_size(tmp_path, n):
+    ref = Sampler(make_tiny_generator(tmp_path / "dyn.onnx"))
+    fixed = Sampler(make_tiny_generator(tmp_path / "b4.onnx", batch=4))
+    np.testing.assert_array_equal(fixed.sample_pixels(n, seed=9, batch_size=3), ref.sample_pixels(n, seed=9))
+    np.testing.assert_allclose(fixed.sample(n, seed=9), ref.sample(n, seed=9), atol=1e-6)
+
+
+def test_a_model_producing_nan_is_an_error_not_black_images(tmp_path):
+    from dcgan_export.errors import ModelOutputError
+
+    broken = Sampler(make_tiny_generator(tmp_path / "nan.onnx", nan=True))
+    for call in (broken.sample, broken.sample_pixels):
+        with pytest.raises(ModelOutputError, match="NaN or infinite values for 2 of 2 images"):
+            call(2, seed=0)
+
+
+def test_a_model_with_an_integer_input_is_refused_in_one_line(tmp_path):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Cast", ["z"], ["f"], to=TensorProto.FLOAT),
+                               helper.make_node("Reshape", ["f", "s"], ["images"])], "g",
+                              [helper.make_tensor_value_info("z", TensorProto.INT64, ["N", 784])],
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 28, 28, 1])],
+                              initializer=[helper.make_tensor("s", TensorProto.INT64, [4], [-1, 28, 28, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (tmp_path / "int.onnx").write_bytes(model.SerializeToString())
+    with pytest.raises(DcganError, match=r"input 'z' must be a float tensor, found tensor\(int64\)"):
+        Sampler(tmp_path / "int.onnx")
+
+
+@pytest.mark.parametrize("threads", [0, 2**31, 2**32])
+def test_threads_out_of_range_are_refused_before_onnxruntime_sees_them(tiny_generator_onnx, threads):
+    with pytest.raises(DcganError, match="threads must be between 1 and"):
+        Sampler(tiny_generator_onnx, threads=threads)
+
+
+def test_seeds_cover_int64_and_no_more(tiny_generator_onnx):
+    s = Sampler(tiny_generator_onnx)
+    assert s.sample_pixels(1, seed=2**63 - 1).shape == (1, 28, 28)
+    for seed in (-1, 2**63):
+        with pytest.raises(DcganError, match="seed must be between 0 and"):
+            s.sample(1, seed=seed)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import ROOT, dcgan_in_process
+from helpers import ROOT, dcgan_in_process, make_tiny_generator
 from dcgan_export import Sampler
 from dcgan_export.images import make_grid
 
@@ -132,6 +132,10 @@ print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(
     (["--out", "x.npy", "--nrow", "4"], "--nrow only applies to a grid PNG"),
     (["--out-dir", "d", "--format", "npy"], "--out-dir writes PNGs"),
     (["--out-dir", "NEWDIR", "--n", "0"], "--n must be between"),
+    (["--out", "x.npy", "--format", "png"], "--format png contradicts --out x.npy"),
+    (["--out", "x.PNG", "--format", "npy"], "--format npy contradicts --out x.PNG"),
+    (["--out", "x.png", "--threads", str(2**32)], "'--threads': 4294967296 is not in the range 1<=x<=1024"),
+    (["--out", "x.png", "--seed", str(2**63)], "'--seed': 9223372036854775808 is not in the range"),
 ])
 def test_contradictory_or_dangerous_requests_are_refused(tmp_path, tiny_generator_onnx, capsys, args, message,
                                                          monkeypatch):
@@ -147,6 +151,7 @@ def test_contradictory_or_dangerous_requests_are_refused(tmp_path, tiny_generato
     assert (tmp_path / "keep.onnx").read_bytes() == b"another model"
     assert model.read_bytes() == tiny_generator_onnx.read_bytes()
     assert not (tmp_path / "new").exists() and not (tmp_path / "d").exists()
+    assert not list(tmp_path.glob("x.*"))
 
 
 def test_os_errors_are_one_line_not_tracebacks(monkeypatch, capsys):
@@ -158,3 +163,24 @@ def test_os_errors_are_one_line_not_tracebacks(monkeypatch, capsys):
     monkeypatch.setattr(sampling, "run_sample", full_disk)
     code, _, err = dcgan("sample", "--out", "grid.png", capsys=capsys)
     assert code == 1 and err == "Error: No space left on device: grid.png\n"
+
+
+def test_a_model_producing_nan_is_one_line_exit_1_and_writes_nothing(tmp_path, capsys):
+    model = make_tiny_generator(tmp_path / "nan.onnx", nan=True)
+    code, _, err = dcgan("sample", "--model", str(model), "--n", "3", "--out", str(tmp_path / "g.png"), capsys=capsys)
+    assert code == 1 and err.count("\n") == 1 and "produced NaN or infinite values for 3 of 3 images" in err, err
+    assert not (tmp_path / "g.png").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_unexpected_exceptions_are_one_line_with_the_way_to_the_traceback(monkeypatch, capsys):
+    import dcgan_export.sampling as sampling
+
+    def bug(request):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(sampling, "run_sample", bug)
+    code, _, err = dcgan("sample", "--out", "grid.png", capsys=capsys)
+    assert code == 1 and err.count("\n") == 1 and "internal error (KeyError: 'oops')" in err and "DCGAN_DEBUG=1" in err
+    monkeypatch.setenv("DCGAN_DEBUG", "1")
+    with pytest.raises(KeyError):
+        dcgan("sample", "--out", "grid.png", capsys=capsys)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import select
 import shutil
 import socket
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -399,3 +401,249 @@ def test_a_busy_port_is_one_line_and_exit_2(tiny_generator_onnx):
     result = run_dcgan("serve", "--host", "no-such-host.invalid", "--port", "0", timeout=60)
     assert result.returncode == 2 and "--host no-such-host.invalid: cannot resolve it" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+# --- what clients can make the server hold: a real server with small limits -----------------------
+
+GUARD_ENV = {"DCGAN_SERVE_HEADER_TIMEOUT": "1", "DCGAN_SERVE_BODY_TIMEOUT": "1.5", "DCGAN_SERVE_MAX_CONNECTIONS": "12",
+             "DCGAN_SERVE_BODY_BYTES_IN_FLIGHT": str(MAX_BODY_BYTES + 1024 * 1024)}
+
+
+@pytest.fixture(scope="module")
+def guarded_server(tiny_generator_onnx):
+    """A ``dcgan serve`` with 1 s header and 1.5 s body deadlines, at most 12 connections and
+    room for one 4 MB body at a time; logging at info, so its log can be checked."""
+    with load_benchmark().start_server(tiny_generator_onnx, log_level="info", env=GUARD_ENV) as server:
+        yield server
+
+
+def connect(base: str) -> socket.socket:
+    host, port = base.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def reply_of(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (a reset after its answer is fine: the answer
+    came first)."""
+    reply = b""
+    try:
+        while chunk := sock.recv(65536):
+            reply += chunk
+    except ConnectionResetError:
+        pass
+    return reply
+
+
+def json_error(reply: bytes, status: int) -> str:
+    """The ``error`` of a JSON error reply with ``status``; fails the test otherwise."""
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d " % status), reply[:300]
+    assert b"content-type: application/json" in head.lower(), head
+    return json.loads(body)["error"]
+
+
+def send_ignoring_reset(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server answered early and closed; reply_of still reads its answer
+
+
+HTTP_LAYER_REJECTS = {
+    "1 MB query string": (b"GET /v1/sample?n=" + b"1" * (1 << 20) + b" HTTP/1.1\r\nHost: x\r\n\r\n", 431),
+    "200 KB header": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 200_000 + b"\r\n\r\n", 431),
+    "many headers in one read": (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-A: aaaaaaaaaaaaaaaa\r\n" * 1500 + b"\r\n",
+                                 431),
+    "missing Host": (b"GET /healthz HTTP/1.1\r\n\r\n", 400),
+    "conflicting Content-Length": (b"POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                   b"Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400),
+    "malformed request line": (b"GET\r\n\r\n", 400),
+    "binary junk": (b"\x00\xffGARBAGE\r\n\r\n", 400),
+}
+
+
+@pytest.mark.parametrize("name", HTTP_LAYER_REJECTS)
+def test_requests_the_http_layer_refuses_get_json_errors(guarded_server, name):
+    request, status = HTTP_LAYER_REJECTS[name]
+    with connect(guarded_server.base) as sock:
+        send_ignoring_reset(sock, request)
+        assert json_error(reply_of(sock), status)
+    with httpx_client(guarded_server) as http:
+        assert http.get("/healthz").status_code == 200
+
+
+def httpx_client(server):
+    import httpx
+
+    return httpx.Client(base_url=server.base, timeout=10)
+
+
+def test_slow_headers_are_cut_off_with_408(guarded_server):
+    """A client dribbling header bytes (and one sending nothing) is answered 408 and disconnected
+    after the 1 s header deadline, however often it sends a byte."""
+    with connect(guarded_server.base) as dribbler, connect(guarded_server.base) as silent:
+        t0 = time.monotonic()
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 40:
+            try:
+                dribbler.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if select.select([dribbler], [], [], 0.1)[0]:
+                break  # the server answered
+        assert "headers not received within 1 s" in json_error(reply_of(dribbler), 408)
+        assert 0.9 < time.monotonic() - t0 < 3
+        json_error(reply_of(silent), 408)
+
+
+def test_a_keep_alive_connection_gets_a_header_deadline_per_request(guarded_server):
+    with connect(guarded_server.base) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = b""
+        while not first.endswith(b'{"status":"ok"}'):
+            first += sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200"), first
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHo")  # the next request's headers never finish
+        t0 = time.monotonic()
+        json_error(reply_of(sock), 408)
+        assert time.monotonic() - t0 < 3
+
+
+def test_a_stalled_upload_is_answered_408(guarded_server):
+    with connect(guarded_server.base) as sock:
+        sock.sendall(b"POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n" + b" " * 500)
+        t0 = time.monotonic()
+        assert "not received within 1.5 s (500 bytes came)" in json_error(reply_of(sock), 408)
+        assert time.monotonic() - t0 < 4
+
+
+def upload_head(length: int) -> bytes:
+    return (b"POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-npy\r\n"
+            b"Content-Length: %d\r\n\r\n" % length)
+
+
+def test_bodies_over_the_in_flight_budget_get_503_without_being_read(guarded_server):
+    """The budget holds one 4 MB body: while an upload holds it, a second 4 MB request is refused
+    at once, before it sends any body; once the first times out, requests are served again."""
+    with connect(guarded_server.base) as holder, connect(guarded_server.base) as second:
+        holder.sendall(upload_head(MAX_BODY_BYTES) + b"\0" * 1000)
+        time.sleep(0.3)  # the first request's headers are read and its 4 MB reserved
+        t0 = time.monotonic()
+        second.sendall(upload_head(MAX_BODY_BYTES))
+        assert "too many request bodies in flight" in json_error(reply_of(second), 503)
+        assert time.monotonic() - t0 < 1
+        json_error(reply_of(holder), 408)
+    with httpx_client(guarded_server) as http:
+        resp = http.post("/v1/generate", content=npy(noise(2)), headers={"content-type": NPY})
+        assert resp.status_code == 200
+
+
+def test_connections_over_the_cap_get_a_json_503(guarded_server):
+    idle = [connect(guarded_server.base) for _ in range(12)]
+    try:
+        with connect(guarded_server.base) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert "over 12 connections" in json_error(reply_of(sock), 503)
+    finally:
+        for sock in idle:
+            sock.close()
+    time.sleep(0.2)
+    with httpx_client(guarded_server) as http:
+        assert http.get("/healthz").status_code == 200
+
+
+def test_a_client_that_hangs_up_mid_upload_is_one_log_line(guarded_server):
+    with connect(guarded_server.base) as sock:
+        sock.sendall(upload_head(10_000) + b"\0" * 2_000)
+        time.sleep(0.3)
+    deadline = time.monotonic() + 5
+    while "disconnected during its upload" not in guarded_server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = guarded_server.log()
+    lines = [line for line in log.splitlines() if "disconnected during its upload" in line]
+    assert len(lines) == 1 and "(2000 of 10000 bytes received)" in lines[0], log[-2000:]
+    assert "Traceback" not in log
+
+
+def test_the_guarded_server_logs_no_tracebacks(guarded_server):
+    assert "Traceback" not in guarded_server.log()
+
+
+def test_json_with_more_values_than_any_request_is_refused_before_parsing(client):
+    body = '{"z": [[' + ",".join(["0.5"] * (MAX_N * 100 + 2000)) + "]]}"
+    resp = client.post("/v1/generate", content=body, headers={"content-type": "application/json"})
+    assert resp.status_code == 400 and "more than 102400 values" in resp.json()["error"]
+
+
+def test_generate_answers_the_largest_request(client, sampler):
+    z = noise(MAX_N, seed=4)
+    resp = client.post("/v1/generate", json={"z": z.tolist()})
+    assert resp.status_code == 200
+    np.testing.assert_array_equal(np.array(resp.json()["pixels"], dtype=np.uint8), sampler.generate_pixels(z))
+
+
+def test_limits_come_from_the_environment():
+    from dcgan_export.errors import DcganError
+    from dcgan_export.serve import Limits
+
+    limits = Limits.from_env({"DCGAN_SERVE_HEADER_TIMEOUT": "2.5", "DCGAN_SERVE_MAX_CONNECTIONS": "7"})
+    assert limits.header_timeout == 2.5 and limits.max_connections == 7 and limits.json_parses == Limits().json_parses
+    for bad in ({"DCGAN_SERVE_MAX_CONNECTIONS": "many"}, {"DCGAN_SERVE_BODY_TIMEOUT": "0"},
+                {"DCGAN_SERVE_MAX_CONNECTIONS": "2.5"}, {"DCGAN_SERVE_BODY_BYTES_IN_FLIGHT": "1000"}):
+        with pytest.raises(DcganError, match="DCGAN_SERVE_"):
+            Limits.from_env(bad)
+
+
+# --- a model whose output is not finite: a server error, not the client's -------------------------
+
+
+def make_nan_generator(path: Path) -> Path:
+    """z [N, 100] -> images [N, 28, 28, 1], all NaN (0 / 0), and no pixels output."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("MatMul", ["z", "W"], ["h"]),
+             helper.make_node("Div", ["h", "zero"], ["nan"]),
+             helper.make_node("Reshape", ["nan", "shape"], ["images"])]
+    inits = [numpy_helper.from_array(np.zeros((100, 784), np.float32), "W"),
+             numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+             numpy_helper.from_array(np.array([-1, 28, 28, 1], np.int64), "shape")]
+    graph = helper.make_graph(nodes, "nan_generator", [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 100])],
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 28, 28, 1])],
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_a_model_producing_nan_is_a_500_and_one_log_line(tmp_path, caplog):
+    pytest.importorskip("onnx")
+    nan_sampler = Sampler(make_nan_generator(tmp_path / "nan.onnx"), threads=1)
+    with TestClient(create_app(nan_sampler)) as nan_client, caplog.at_level("INFO", logger="uvicorn.error"):
+        for resp in (nan_client.get("/v1/sample", params={"n": 2, "seed": 1}),
+                     nan_client.post("/v1/generate", json={"z": noise(2).tolist()})):
+            assert resp.status_code == 500, resp.text
+            assert "non-finite" in resp.json()["error"] and "nan.onnx" not in resp.json()["error"]
+        assert nan_client.get("/healthz").status_code == 200
+    lines = [r.getMessage() for r in caplog.records if "non-finite" in r.getMessage()]
+    assert len(lines) == 2 and all("\n" not in line and "nan.onnx" in line for line in lines)
+
+
+def test_model_output_error_maps_to_500_not_400(sampler, caplog):
+    """The handler alone, whatever the runtime's check: a ModelOutputError is the server's fault."""
+    from dcgan_export.errors import ModelOutputError
+
+    class BrokenSampler(Sampler):
+        def __init__(self, inner):
+            self.__dict__.update(inner.__dict__)
+
+        def generate_pixels(self, z):
+            raise ModelOutputError("generator output has 784 NaN values")
+
+    with TestClient(create_app(BrokenSampler(sampler))) as broken, caplog.at_level("INFO", logger="uvicorn.error"):
+        resp = broken.get("/v1/sample", params={"n": 2, "format": "npy"})
+    assert resp.status_code == 500 and resp.headers["content-type"] == "application/json"
+    assert resp.json()["error"] == "the model produced non-finite values (NaN or infinity)"
+    assert [r.levelname for r in caplog.records if "non-finite" in r.getMessage()] == ["ERROR"]

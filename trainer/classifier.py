@@ -76,12 +76,12 @@ def train_classifier(out_path: str | os.PathLike, epochs: int = 18, seed: int = 
     held-out digits, so it describes exactly the file that ships.
     """
     from dcgan_export.errors import DcganError
+    from dcgan_export.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_TRAINING_SEED, check_int
     from dcgan_export.paths import check_writable_dir, existing_ancestor
 
-    if epochs < 1:
-        raise DcganError(f"epochs must be >= 1, got {epochs}")
-    if batch_size < 1:
-        raise DcganError(f"batch_size must be >= 1, got {batch_size}")
+    epochs = check_int(epochs, "--epochs", 1, MAX_EPOCHS)
+    seed = check_int(seed, "--seed", 0, MAX_TRAINING_SEED)
+    batch_size = check_int(batch_size, "--batch-size", 1, MAX_BATCH_SIZE)
     out = Path(out_path)
     if out.suffix != ".onnx" or out.is_dir():
         raise DcganError(f"--out {out}: give an .onnx file name")

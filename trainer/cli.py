@@ -12,6 +12,7 @@ import json
 import click
 
 from dcgan_export.errors import DcganError, require_training_extra
+from dcgan_export.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_TRAINING_SEED
 
 from .config import FIELDS, SECTIONS, Recipe, TrainConfig, flag, load_recipe
 
@@ -150,9 +151,9 @@ train = SectionedCommand(
 @click.command("classifier", short_help="Train the digit classifier dcgan eval scores samples with.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True,
               help="ONNX file to write (the shipped one is models/mnist_classifier.onnx).")
-@click.option("--epochs", type=click.IntRange(min=1), default=18, show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--epochs", type=click.IntRange(1, MAX_EPOCHS), default=18, show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_TRAINING_SEED), default=0, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=64, show_default=True)
 @click.option("--quiet", is_flag=True, help="No per-epoch lines.")
 def classifier(out: str, epochs: int, seed: int, batch_size: int, quiet: bool) -> None:
     """Train the digit classifier on the embedded training split and export it to ONNX (checked

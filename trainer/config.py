@@ -17,6 +17,8 @@ from pathlib import Path
 from dcgan_export import datasets
 from dcgan_export.contract import DIGIT_DATASETS
 from dcgan_export.errors import DcganError
+from dcgan_export.limits import (MAX_BATCH_SIZE, MAX_EVAL_SAMPLES, MAX_ITERATIONS, MAX_LATENT_DIM,
+                                 MAX_TRAINING_SEED, check_int)
 from dcgan_export.run_dir import RunDir
 
 SECTIONS = ("data", "model", "optimisation", "regularisation", "averaging", "output", "hardware")
@@ -67,10 +69,8 @@ class TrainConfig:
     def validate(self) -> None:
         from . import augment
 
-        for name in ("iterations", "batch_size", "d_steps", "latent_dim", "sample_every", "checkpoint_every",
-                     "eval_samples"):
-            if getattr(self, name) <= 0:
-                raise DcganError(f"{flag(name)} must be > 0, got {getattr(self, name)}")
+        for name, (low, high) in INT_RANGES.items():
+            setattr(self, name, check_int(getattr(self, name), flag(name), low, high))
         for name in ("lr", "d_lr"):
             rate = getattr(self, name)
             if rate is not None and not 0 < rate < math.inf:
@@ -88,15 +88,17 @@ class TrainConfig:
             augment.parse_policy(self.augment)
         except ValueError as exc:
             raise DcganError(f"--augment: {exc}") from None
-        if self.eval_every < 0:
-            raise DcganError(f"--eval-every must be >= 0, got {self.eval_every}")
-        if self.seed < 0:
-            raise DcganError(f"--seed must be >= 0, got {self.seed}")
         if self.strategy not in ("default", "mirrored"):
             raise DcganError(f"--strategy must be default or mirrored, got {self.strategy!r}")
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+# Every integer option's range (dcgan_export/limits.py says why each bound is where it is).
+INT_RANGES = {
+    "iterations": (1, MAX_ITERATIONS), "batch_size": (1, MAX_BATCH_SIZE), "d_steps": (1, MAX_BATCH_SIZE),
+    "latent_dim": (1, MAX_LATENT_DIM), "seed": (0, MAX_TRAINING_SEED), "sample_every": (1, MAX_ITERATIONS),
+    "checkpoint_every": (1, MAX_ITERATIONS), "eval_every": (0, MAX_ITERATIONS), "eval_samples": (1, MAX_EVAL_SAMPLES),
+}
 # Options that change only what a run reports or writes at its end, never what it trains:
 # config.json's resume history skips them.
 REPORTING = frozenset({"quiet", "tensorboard", "eval_every", "eval_samples", "export"})

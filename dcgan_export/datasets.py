@@ -9,15 +9,18 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import io
+import math
 import os
 import struct
 import zlib
 from importlib import resources
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
-from .errors import DcganError
+from .errors import DcganError, first_line
 
 IMAGES_IDX = "train-images-idx3-ubyte"
 LABELS_IDX = "train-labels-idx1-ubyte"
@@ -28,6 +31,7 @@ MNIST_8K_TRAIN = 7000  # images [0, 7000) train; [7000, 8000) are held out for e
 MNIST_CACHE = Path("~/.keras/datasets/mnist.npz").expanduser()
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 NAMES = ("mnist-8k", "mnist", "fashion-mnist")
+MAX_IDX_BYTES = 2**31  # 2 GiB of pixels: 2.7 million 28x28 images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,44 +128,64 @@ def _idx_dir(directory: Path, name: str) -> Dataset:
     images_path = _find_idx(directory, IMAGES_IDX)
     if images_path is None:
         raise DcganError(f"{directory}: no {IMAGES_IDX} or {IMAGES_IDX}.gz in it")
-    raw = images_path.read_bytes()
-    images = read_idx(_gunzip(raw, images_path), IDX_IMAGES_MAGIC, images_path)
+    images = read_idx_file(images_path, IDX_IMAGES_MAGIC)
     labels = None
     labels_path = _find_idx(directory, LABELS_IDX)
     if labels_path is not None:
-        labels = read_idx(_gunzip(labels_path.read_bytes(), labels_path), IDX_LABELS_MAGIC, labels_path)
+        labels = read_idx_file(labels_path, IDX_LABELS_MAGIC)
         if len(labels) != len(images):
             raise DcganError(f"{labels_path}: {len(labels)} labels for {len(images)} images")
-    return Dataset(name, _check_images(images, images_path), labels, hashlib.sha256(raw).hexdigest())
+    return Dataset(name, _check_images(images, images_path), labels, _sha256(images_path))
 
 
-def _gunzip(raw: bytes, path: Path) -> bytes:
-    if path.suffix != ".gz":
-        return raw
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_idx_file(path: Path, magic: int) -> np.ndarray:
+    """An IDX file, plain or gzipped, read as a stream: nothing larger than what its (checked)
+    header promises is ever allocated, so a lying header or a gzip bomb costs nothing."""
+    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        return gzip.decompress(raw)
+        with opener(path, "rb") as f:
+            return read_idx(f, magic, path)
     except (OSError, EOFError, zlib.error) as exc:
-        raise DcganError(f"{path}: not a valid gzip file ({exc})") from None
+        if path.suffix != ".gz":
+            raise
+        raise DcganError(f"{path}: not a valid gzip file ({first_line(exc)})") from None
 
 
-def read_idx(data: bytes, magic: int, path: Path | str = "<bytes>") -> np.ndarray:
-    """Parse an IDX file (big-endian header: magic, then one uint32 per dimension) of uint8."""
-    if len(data) < 8:
-        raise DcganError(f"{path}: too short to be an IDX file ({len(data)} bytes)")
-    (found,) = struct.unpack(">I", data[:4])
+def read_idx(data: bytes | BinaryIO, magic: int, path: Path | str = "<bytes>") -> np.ndarray:
+    """Parse an IDX file (big-endian header: magic, then one uint32 per dimension) of uint8.
+
+    The data must be exactly as long as the header's dimensions multiply to (with Python
+    integers, which cannot wrap), and at most MAX_IDX_BYTES."""
+    stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    head = stream.read(4)
+    if len(head) < 4:
+        raise DcganError(f"{path}: too short to be an IDX file ({len(head)} bytes)")
+    (found,) = struct.unpack(">I", head)
     if found != magic:
         raise DcganError(f"{path}: wrong IDX magic number {found}, expected {magic}")
     ndim = found & 0xFF
-    header = 4 + 4 * ndim
-    if len(data) < header:
+    dims = stream.read(4 * ndim)
+    if len(dims) < 4 * ndim:
         raise DcganError(f"{path}: truncated IDX header")
-    shape = struct.unpack(f">{ndim}I", data[4:header])
-    expected = int(np.prod(shape))
-    if len(data) - header < expected:
-        raise DcganError(
-            f"{path}: truncated IDX file: header promises {expected} bytes of data, found {len(data) - header}"
-        )
-    return np.frombuffer(data, dtype=np.uint8, count=expected, offset=header).reshape(shape)
+    shape = struct.unpack(f">{ndim}I", dims)
+    expected = math.prod(shape)
+    promise = f"header promises {' x '.join(map(str, shape))} = {expected:,} bytes of data"
+    if expected > MAX_IDX_BYTES:
+        raise DcganError(f"{path}: {promise}, more than the {MAX_IDX_BYTES:,} this loader takes")
+    body = stream.read(expected)
+    if len(body) < expected:
+        raise DcganError(f"{path}: truncated IDX file: {promise}, found {len(body):,}")
+    if stream.read(1):
+        raise DcganError(f"{path}: IDX file longer than its header says: {promise}, found more")
+    return np.frombuffer(body, dtype=np.uint8).reshape(shape)
 
 
 def _npz(path: Path) -> Dataset:

@@ -101,3 +101,29 @@ def test_corrupt_gzip_is_a_one_line_error(tmp_path):
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(good[:10] + b"\xff" * 40 + good[50:])
     with pytest.raises(DcganError, match="not a valid gzip file"):
         datasets.load(str(tmp_path))
+
+
+@pytest.mark.parametrize("shape,message", [
+    ((65536, 65536, 2), r"65536 x 65536 x 2 = 8,589,934,592 bytes of data, more than"),  # 2^33: wraps uint32
+    ((2**32 - 1, 2**32 - 1, 2**32 - 1), r"more than the 2,147,483,648"),  # ~2^96: wraps int64 (np.prod)
+    ((2, 28, 28), r"truncated IDX file: header promises 2 x 28 x 28 = 1,568 bytes of data, found 784"),
+    ((1, 28, 28), r"IDX file longer than its header says: header promises 1 x 28 x 28 = 784"),
+])
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_headers_that_lie_are_refused_before_allocating(tmp_path, shape, message, compress):
+    raw = struct.pack(">I3I", 2051, *shape) + bytes(784 * (1 if shape[0] == 2 else 2))
+    name = "train-images-idx3-ubyte" + (".gz" if compress else "")
+    (tmp_path / name).write_bytes(gzip.compress(raw) if compress else raw)
+    with pytest.raises(DcganError, match=message):
+        datasets.load(str(tmp_path))
+
+
+def test_a_gzip_bomb_behind_a_lying_header_is_not_inflated(tmp_path):
+    # 1 GiB of zeros compresses to ~1 MB; the header says 3 images: refused after reading 2,353 bytes
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(struct.pack(">I3I", 2051, 3, 28, 28))
+        for _ in range(64):
+            f.write(bytes(1 << 24))
+    with pytest.raises(DcganError, match="longer than its header says"):
+        datasets.load(str(tmp_path))

@@ -29,9 +29,12 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
         yield tmp_path
         _fsync(tmp_path)
         os.replace(tmp_path, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            # a failed write (disk full, file too large) names no file: name the one being written
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc
         raise
 
 

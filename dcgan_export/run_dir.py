@@ -6,6 +6,8 @@ no onnxruntime. Every file is written atomically (temporary file, then rename)::
     RUN/config.json          every option, the data's sha256, versions, the resume history
     RUN/state.json           checkpoint iteration, finished or not, what generator.keras holds
     RUN/checkpoint.npz       the whole training state (trainer/checkpoint.py)
+    RUN/checkpoint.prev.npz  the one before it: where a resume falls back if the last is damaged
+    RUN/.lock                held (flock) by the process training the run
     RUN/losses.csv           one row per iteration
     RUN/eval.csv             --eval-every figures
     RUN/samples/iter_NNNNNN.png, RUN/progress.gif, RUN/losses.png, RUN/tb/
@@ -17,6 +19,7 @@ no onnxruntime. Every file is written atomically (temporary file, then rename)::
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 import shutil
@@ -30,6 +33,9 @@ class RunDir:
     CONFIG = "config.json"
     STATE = "state.json"
     CHECKPOINT = "checkpoint.npz"
+    PREVIOUS_CHECKPOINT = "checkpoint.prev.npz"
+    DAMAGED_CHECKPOINT = "checkpoint.damaged.npz"  # set aside by a resume that fell back
+    LOCK = ".lock"
     LOSSES = "losses.csv"
     LOSSES_PLOT = "losses.png"
     EVAL = "eval.csv"
@@ -41,8 +47,10 @@ class RunDir:
     DISCRIMINATOR = "discriminator.keras"
     GENERATOR_ONNX = "generator.onnx"
     # What a run writes: all that --force clears; nothing else in the directory is touched.
-    ARTIFACTS = (CONFIG, STATE, CHECKPOINT, LOSSES, LOSSES_PLOT, EVAL, SAMPLES, PROGRESS_GIF, TENSORBOARD,
+    ARTIFACTS = (CONFIG, STATE, CHECKPOINT, PREVIOUS_CHECKPOINT, DAMAGED_CHECKPOINT, LOSSES, LOSSES_PLOT, EVAL, SAMPLES, PROGRESS_GIF, TENSORBOARD,
                  GUIDE, GENERATOR, DISCRIMINATOR, GENERATOR_ONNX)
+
+    _held: dict[Path, int] = {}  # run directories this process has locked: path -> lock file descriptor
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -67,6 +75,10 @@ class RunDir:
     @property
     def checkpoint(self) -> Path:
         return self.path / self.CHECKPOINT
+
+    @property
+    def previous_checkpoint(self) -> Path:
+        return self.path / self.PREVIOUS_CHECKPOINT
 
     @property
     def losses(self) -> Path:
@@ -187,15 +199,65 @@ class RunDir:
             state["generator_iteration"] = generator_iteration
         atomic_write_text(self.state, json.dumps(state) + "\n")
 
+    # -- one process at a time ---------------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Hold RUN/.lock (an flock: the kernel lets go when the process dies, SIGKILL included) for
+        this process, or a one-line DcganError if another process trains the run. Idempotent."""
+        key = self.path.resolve()
+        if key in self._held:
+            return
+        try:
+            fd = os.open(self.path / self.LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise DcganError(f"cannot write to {self.path}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            other = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise DcganError(f"{self.path} is in use by another dcgan train"
+                             f"{f' (pid {other})' if other.isdigit() else ''}: wait for it or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._held[key] = fd
+
+    def unlock(self) -> None:
+        fd = self._held.pop(self.path.resolve(), None)
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    def remove_stale_temp_files(self) -> int:
+        """Delete the temporary files that writes killed mid-way left (``.NAME.*`` next to a file
+        the run writes; see dcgan_export/atomic.py); call it holding the lock. Returns how many."""
+        removed = 0
+        for directory in (self.path, self.samples):
+            if not directory.is_dir():
+                continue
+            for entry in directory.iterdir():
+                if entry.is_file() and self._is_temp_name(entry.name, directory == self.samples):
+                    entry.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+    def _is_temp_name(self, name: str, in_samples: bool) -> bool:
+        if not name.startswith(".") or name == self.LOCK:
+            return False
+        target = name[1:]
+        if in_samples:
+            return target.startswith("iter_") and ".png." in target
+        return any(target.startswith(artifact + ".") for artifact in self.ARTIFACTS)
+
     # -- starting over ---------------------------------------------------------------------------
 
     def claim(self, force: bool, dry_run: bool = False) -> None:
-        """Make this the directory of a new run: create it, or (``force``) clear a previous run's
-        files from it. Refuses a non-empty directory without ``force``, and one that is not ours
-        even with it. ``dry_run`` checks the same and changes nothing."""
+        """Make this the directory of a new run, locked by this process: create it, or (``force``)
+        clear a previous run's files from it. Refuses a non-empty directory without ``force``, one
+        that is not ours even with it, and one that another process is training in. ``dry_run``
+        checks the same and changes nothing."""
         if self.path.exists() and not self.path.is_dir():
             raise DcganError(f"--out {self.path} exists and is not a directory")
-        if self.path.is_dir() and any(self.path.iterdir()):
+        if self.path.is_dir() and any(entry.name != self.LOCK for entry in self.path.iterdir()):
             if not force:
                 raise DcganError(f"--out {self.path} already exists and is not empty: "
                                  f"use --resume {self.path} to continue it, or --force to start over")
@@ -204,34 +266,54 @@ class RunDir:
                                  "(no config.json of ours): refusing to clear it, even with --force")
             if dry_run:
                 return
+            self.lock()
             for name in self.ARTIFACTS:
                 target = self.path / name
                 if target.is_dir():
                     shutil.rmtree(target)
                 elif target.exists():
                     target.unlink()
+            self.remove_stale_temp_files()
         if dry_run:
             return
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / ".write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
         except OSError as exc:
             raise DcganError(f"cannot write to --out {self.path}: {exc.strerror or exc}") from None
+        self.lock()
 
 
 def trim_log(path: Path, columns: list[str], last_iteration: int) -> list[list[str]]:
     """Cut a per-iteration CSV log back to the rows up to ``last_iteration`` (a killed run may
     have logged further, or half a line) and return them. Rows whose first column is not an
-    iteration, or whose width is wrong, are dropped; the header is rewritten."""
+    iteration, whose width is wrong, whose other columns are not numbers, or whose iteration is not
+    above the row before (an edit, a garbled line) are dropped; the header is rewritten."""
     if not path.exists():
         return []
-    with open(path, newline="") as f:
-        kept = [row for row in csv.reader(f)
-                if len(row) == len(columns) and row[0].isdigit() and int(row[0]) <= last_iteration]
+    kept = []
+    with open(path, newline="", errors="replace") as f:
+        rows = csv.reader(f)
+        while True:
+            try:
+                row = next(rows)
+            except StopIteration:
+                break
+            except csv.Error:  # a line past the csv module's field limit: skip it
+                continue
+            if (len(row) == len(columns) and row[0].isdigit() and int(row[0]) <= last_iteration
+                    and all(_is_number(cell) for cell in row[1:])
+                    and (not kept or int(row[0]) > int(kept[-1][0]))):
+                kept.append(row)
     with atomic_open(path, "w") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         writer.writerows(kept)
     return kept
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -8,7 +8,8 @@ Routes::
     POST /v1/generate                           noise {"z": [[...]]} or an .npy body -> uint8 pixels
 
 Every bad request gets a 4xx with a JSON ``{"error": ...}`` body and the server keeps serving,
-including the ones the HTTP layer refuses itself (``GuardedH11Protocol``). Inference and encoding
+including the ones the HTTP layer refuses itself (``serve_http.GuardedH11Protocol``, which also
+guards connections: header deadline, connection cap, lingering close). Inference and encoding
 run in a thread pool (onnxruntime releases the GIL), so the event loop stays free and concurrent
 requests run in parallel on the one thread-safe session.
 
@@ -18,10 +19,8 @@ headers and the body, request-body bytes held at once, JSON documents parsed at 
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import hashlib
-import http
 import io
 import json
 import logging
@@ -32,7 +31,6 @@ from dataclasses import dataclass, fields
 from typing import Callable
 
 import anyio
-import h11
 import numpy as np
 import uvicorn
 from starlette.applications import Starlette
@@ -40,12 +38,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .limits import MAX_SEED
 from .errors import DcganError, ModelOutputError, first_line
 from .images import make_grid, png_bytes
 from .runtime import Sampler, resolve_seed
+from .serve_http import MAX_HEAD_BYTES, guarded_protocol
 
 MAX_N = 1024
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -59,7 +57,6 @@ INFERENCE_SLOTS = 8
 # Images per onnxruntime call: its activations take ~0.1 MB an image (1,024 at once: 100 MB, so 8
 # slots: 800 MB), while 64 at a time is as fast and gives the same pixels.
 INFERENCE_BATCH = 64
-MAX_HEAD_BYTES = 16 * 1024  # request line + headers; more is a 431 (h11's own default)
 log = logging.getLogger("uvicorn.error")  # uvicorn's error log: same format, same --log-level
 
 
@@ -73,6 +70,7 @@ class Limits:
     body_timeout: float = 30.0  # seconds to receive a whole request body: 408 after it
     body_bytes_in_flight: int = 64 * 1024 * 1024  # request bodies held at once, all requests together: 503 above
     json_parses: int = 2  # JSON bodies parsed at once (a 4 MB body becomes a few times that in Python objects)
+    linger: float = 2.0  # seconds a refused client still sending its body has to read the answer (serve_http)
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "Limits":
@@ -97,13 +95,13 @@ class Limits:
 
 
 class BadRequest(Exception):
-    """A client error: becomes ``status`` with ``{"error": message}``; ``close`` ends the connection
-    too (for a body the server will not read)."""
+    """A client error: becomes ``status`` with ``{"error": message}``. One raised before the
+    request's body is read ends the connection too: the HTTP layer adds ``Connection: close``
+    and closes with a lingering close (``serve_http``), so the client reads the answer."""
 
-    def __init__(self, message: str, status: int = 400, close: bool = False):
+    def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
-        self.close = close
 
 
 class ClientGone(Exception):
@@ -135,10 +133,10 @@ class BodyHold:
         self.budget, self.held = budget, 0
 
     def cover(self, size: int) -> None:
-        """Hold ``size`` bytes in all, or refuse the request with 503 (and close: its body stays unread)."""
+        """Hold ``size`` bytes in all, or refuse the request with 503 (its body stays unread)."""
         if size > self.held:
             if not self.budget.take(size - self.held):
-                raise BadRequest("server busy: too many request bodies in flight; retry later", 503, close=True)
+                raise BadRequest("server busy: too many request bodies in flight; retry later", 503)
             self.held = size
 
 
@@ -209,8 +207,7 @@ def create_app(sampler: Sampler, limits: Limits | None = None) -> Starlette:
         return Response(await in_thread(pixels_json, pixels), media_type=JSON_TYPE)
 
     async def bad_request(request: Request, exc: BadRequest) -> Response:
-        headers = {"Connection": "close"} if exc.close else None
-        return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
     async def client_gone(request: Request, exc: ClientGone) -> Response:
         log.info("%s - %s %s: %s", client_label(request), request.method, request.url.path, exc)
@@ -306,8 +303,7 @@ async def read_body(request: Request, limit: int, hold: BodyHold, timeout: float
                 hold.cover(size)
                 chunks.append(chunk)
     except TimeoutError:
-        raise BadRequest(f"request body not received within {timeout:g} s ({size} bytes came)", 408,
-                         close=True) from None
+        raise BadRequest(f"request body not received within {timeout:g} s ({size} bytes came)", 408) from None
     except ClientDisconnect:
         expected = f" of {declared}" if declared is not None else ""
         raise ClientGone(f"client disconnected during its upload ({size}{expected} bytes received)") from None
@@ -399,112 +395,6 @@ def run(sampler: Sampler, sock: socket.socket, log_level: str = "info", limits: 
     bound_host, bound_port = sock.getsockname()[:2]
     print(f"dcgan serve: listening on http://{_url_host(bound_host)}:{bound_port}", flush=True)
     uvicorn.Server(config).run(sockets=[sock])
-
-
-def guarded_protocol(limits: Limits) -> type:
-    """``GuardedH11Protocol`` bound to ``limits`` (uvicorn builds one protocol per connection)."""
-    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits})
-
-
-def _json_error_bytes(status: int, message: str) -> bytes:
-    """A whole HTTP/1.1 error response that closes the connection, for answers given outside h11's
-    request cycle (no request parsed yet, or one h11 refused)."""
-    body = json.dumps({"error": message}).encode()
-    head = (f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\ncontent-type: {JSON_TYPE}\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
-    return head.encode() + body
-
-
-async def _send_json_error(send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", JSON_TYPE.encode()), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _head_size(scope: dict) -> int:
-    """Bytes of a parsed request line and headers, near enough (h11 checks only a head that
-    arrives in pieces: one that comes in a single read is parsed whatever its size)."""
-    return (len(scope["raw_path"]) + len(scope["query_string"]) + 16
-            + sum(len(name) + len(value) + 4 for name, value in scope["headers"]))
-
-
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with what it lacks: a deadline for each request's headers,
-    JSON error bodies for the requests it refuses itself, and a JSON 503 above the connection cap."""
-
-    limits: Limits = Limits()
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.limit_concurrency = None  # checked in _app instead, so that the 503 is JSON too
-        self.inner_app, self.app = self.app, self._app
-        self.header_timer: asyncio.TimerHandle | None = None
-
-    async def _app(self, scope, receive, send) -> None:
-        cap = self.limits.max_connections  # this connection and this task are counted already
-        if len(self.connections) > cap or len(self.tasks) > cap:
-            log.warning("%d connections open (limit %d): answered 503", len(self.connections), cap)
-            await _send_json_error(send, 503, f"server busy: over {cap} connections; retry later")
-        elif _head_size(scope) > MAX_HEAD_BYTES:
-            await _send_json_error(send, 431, f"request line and headers over {MAX_HEAD_BYTES} bytes")
-        else:
-            await self.inner_app(scope, receive, send)
-
-    # -- the header deadline: armed while a request's headers are awaited -----------------------
-
-    def connection_made(self, transport) -> None:
-        super().connection_made(transport)
-        self._watch_headers()
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        self._watch_headers()
-
-    def connection_lost(self, exc) -> None:
-        self._stop_header_timer()
-        super().connection_lost(exc)
-
-    def _watch_headers(self) -> None:
-        """Arm the timer while a new connection, or one whose client sent bytes since its last
-        request, awaits a request's headers; stop it once they are complete. (An idle keep-alive
-        connection is left to uvicorn's keep-alive timeout, which any byte received cancels.)"""
-        awaiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
-        if awaiting:
-            if self.header_timer is None:
-                self.header_timer = self.loop.call_later(self.limits.header_timeout, self._headers_too_slow)
-        else:
-            self._stop_header_timer()
-
-    def _stop_header_timer(self) -> None:
-        if self.header_timer is not None:
-            self.header_timer.cancel()
-            self.header_timer = None
-
-    def _headers_too_slow(self) -> None:
-        self.header_timer = None
-        if not self.transport.is_closing():
-            log.info("%s - request headers not complete within %g s: closed", self._peer(), self.limits.header_timeout)
-            self._refuse(408, f"request headers not received within {self.limits.header_timeout:g} s")
-
-    # -- requests h11 refuses ------------------------------------------------------------------
-
-    def send_400_response(self, msg: str) -> None:
-        """uvicorn's plain-text 400, as JSON; 431 when the head outgrew h11's buffer."""
-        buffered = len(self.conn.trailing_data[0])
-        if buffered > MAX_HEAD_BYTES:
-            self._refuse(431, f"request line and headers over {MAX_HEAD_BYTES} bytes")
-        else:
-            self._refuse(400, "invalid HTTP request: malformed request line or headers, a missing Host header, "
-                              "or a bad or conflicting Content-Length")
-
-    def _refuse(self, status: int, message: str) -> None:
-        self.transport.write(_json_error_bytes(status, message))
-        self.transport.close()
-
-    def _peer(self) -> str:
-        return "%s:%d" % self.client if self.client else "client"
 
 
 def listen_socket(host: str, port: int) -> socket.socket:

@@ -134,7 +134,8 @@ def test_resume_needs_a_checkpoint_and_keeps_settings(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     code, err = dcgan("train", "--resume", str(empty), capsys=capsys)
-    assert code == 2 and "has no checkpoint.npz" in err and err.count("\n") == 1
+    assert code == 2 and "is not a dcgan run directory (no config.json)" in err and err.count("\n") == 1
+    assert not list(empty.iterdir())
     code, err = dcgan("train", "--resume", str(tmp_path / "missing"), capsys=capsys)
     assert code == 2 and "no such directory" in err
     code, err = dcgan("train", "--resume", str(empty), "--batch-size", "4", capsys=capsys)

@@ -105,7 +105,8 @@ def test_claim_makes_clears_or_refuses(tmp_path):
     fresh.claim(force=False, dry_run=True)
     assert not (tmp_path / "a").exists()  # a dry run makes nothing
     fresh.claim(force=False)
-    assert fresh.path.is_dir() and not any(fresh.path.iterdir())
+    assert fresh.path.is_dir() and [p.name for p in fresh.path.iterdir()] == [RunDir.LOCK]  # held by this process
+    fresh.unlock()
 
     old = tmp_path / "old"
     (old / "samples").mkdir(parents=True)
@@ -116,8 +117,10 @@ def test_claim_makes_clears_or_refuses(tmp_path):
         RunDir(old).claim(force=False)
     RunDir(old).claim(force=True, dry_run=True)
     assert (old / "config.json").exists()
+    (old / ".checkpoint.npz.x1y2.tmp").write_bytes(b"left by a crash")
     RunDir(old).claim(force=True)
-    assert sorted(p.name for p in old.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in old.iterdir()) == [RunDir.LOCK, "notes.txt"]
+    RunDir(old).unlock()
 
     (tmp_path / "file").write_text("")
     with pytest.raises(DcganError, match="exists and is not a directory"):
@@ -130,3 +133,11 @@ def test_trim_log_keeps_whole_rows_up_to_the_checkpoint(tmp_path):
     assert trim_log(log, ["iteration", "a"], 3) == [["1", "0.5"], ["2", "0.4"], ["3", "0.3"]]
     assert log.read_text().splitlines() == ["iteration,a", "1,0.5", "2,0.4", "3,0.3"]
     assert trim_log(tmp_path / "missing.csv", ["iteration"], 3) == []
+
+
+def test_trim_log_drops_garbage_an_edit_or_a_crash_left(tmp_path):
+    log = tmp_path / "losses.csv"
+    garbage = ["1,0.5", "2,abc", "2,0.4", "\x00\x01junk", "1,0.9", "x" * 200_000, "3,nan", "٣,0.1", "4,0.2"]
+    log.write_text("iteration,a\n" + "\n".join(garbage) + "\n", errors="surrogateescape")
+    assert trim_log(log, ["iteration", "a"], 3) == [["1", "0.5"], ["2", "0.4"], ["3", "nan"]]
+    assert log.read_text().splitlines() == ["iteration,a", "1,0.5", "2,0.4", "3,nan"]

@@ -300,7 +300,7 @@ def test_serve_rejects_zero_threads(tiny_generator_onnx):
 
 
 def test_serving_never_imports_tensorflow():
-    code = ("import sys, dcgan_export.serve, dcgan_export.cli, uvicorn;"
+    code = ("import sys, dcgan_export.serve, dcgan_export.serve_http, dcgan_export.cli, uvicorn;"
             "bad = [m for m in ('tensorflow', 'keras', 'tf2onnx', 'onnx') if m in sys.modules];"
             "sys.exit(f'imported {bad}' if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -406,13 +406,14 @@ def test_a_busy_port_is_one_line_and_exit_2(tiny_generator_onnx):
 # --- what clients can make the server hold: a real server with small limits -----------------------
 
 GUARD_ENV = {"DCGAN_SERVE_HEADER_TIMEOUT": "1", "DCGAN_SERVE_BODY_TIMEOUT": "1.5", "DCGAN_SERVE_MAX_CONNECTIONS": "12",
-             "DCGAN_SERVE_BODY_BYTES_IN_FLIGHT": str(MAX_BODY_BYTES + 1024 * 1024)}
+             "DCGAN_SERVE_BODY_BYTES_IN_FLIGHT": str(MAX_BODY_BYTES + 1024 * 1024), "DCGAN_SERVE_LINGER": "1"}
 
 
 @pytest.fixture(scope="module")
 def guarded_server(tiny_generator_onnx):
-    """A ``dcgan serve`` with 1 s header and 1.5 s body deadlines, at most 12 connections and
-    room for one 4 MB body at a time; logging at info, so its log can be checked."""
+    """A ``dcgan serve`` with 1 s header and 1.5 s body deadlines, at most 12 connections, room
+    for one 4 MB body at a time and a 1 s lingering close; logging at info, so its log can be
+    checked."""
     with load_benchmark().start_server(tiny_generator_onnx, log_level="info", env=GUARD_ENV) as server:
         yield server
 
@@ -538,6 +539,113 @@ def test_bodies_over_the_in_flight_budget_get_503_without_being_read(guarded_ser
         assert resp.status_code == 200
 
 
+def stream_upload(sock: socket.socket, head: bytes, body_size: int, give_up_s: float = 10.0) -> dict:
+    """Send ``head``, then ``body_size`` zero bytes as fast as the server takes them, whatever it
+    answers meanwhile (reading that too, so neither side blocks), then read until it closes.
+
+    Returns ``reply`` (all bytes read), ``sent`` (body bytes sent), ``error`` (None, or the
+    exception that ended the exchange: a reset shows here), ``answered`` and ``ended`` (monotonic
+    times of the first reply byte and of the end). Gives up (``error`` "gave up") after
+    ``give_up_s`` seconds."""
+    sock.sendall(head)
+    sock.setblocking(False)
+    block = b"\0" * (64 * 1024)
+    out = {"reply": b"", "sent": 0, "error": None, "answered": None, "ended": None}
+    eof = False
+    deadline = time.monotonic() + give_up_s
+    try:
+        while out["sent"] < body_size or not eof:
+            if time.monotonic() > deadline:
+                out["error"] = "gave up"
+                break
+            sending = out["sent"] < body_size
+            readable, writable, _ = select.select([] if eof else [sock], [sock] if sending else [], [], 0.5)
+            if readable:
+                chunk = sock.recv(65536)
+                eof = not chunk
+                out["answered"] = out["answered"] or time.monotonic()
+                out["reply"] += chunk
+            if writable:
+                try:
+                    out["sent"] += sock.send(block[:body_size - out["sent"]])
+                except BlockingIOError:
+                    pass
+    except (ConnectionResetError, BrokenPipeError) as exc:
+        out["error"] = type(exc).__name__
+    out["ended"] = time.monotonic()
+    return out
+
+
+def test_a_client_streaming_a_body_refused_for_the_budget_reads_its_503(guarded_server):
+    """The in-flight budget holds one 4 MB body; a second 4 MB upload, refused with 503 before
+    its body is read, keeps streaming its whole body: it reads the JSON answer, with no reset,
+    and the server's lingering close ends the connection cleanly."""
+    with connect(guarded_server.base) as holder, connect(guarded_server.base) as streamer:
+        holder.sendall(upload_head(MAX_BODY_BYTES) + b"\0" * 1000)
+        time.sleep(0.3)  # the holder's 4 MB is reserved
+        result = stream_upload(streamer, upload_head(MAX_BODY_BYTES), MAX_BODY_BYTES)
+        assert result["error"] is None, result
+        assert result["sent"] == MAX_BODY_BYTES
+        assert "too many request bodies in flight" in json_error(result["reply"], 503)
+        assert b"connection: close" in result["reply"].lower()
+        json_error(reply_of(holder), 408)
+
+
+def test_a_client_streaming_a_declared_oversized_body_reads_its_413(guarded_server):
+    with connect(guarded_server.base) as sock:
+        result = stream_upload(sock, upload_head(MAX_BODY_BYTES + 1), MAX_BODY_BYTES + 1)
+    assert result["error"] is None, result
+    assert "body too large" in json_error(result["reply"], 413)
+    with httpx_client(guarded_server) as http:
+        assert http.get("/healthz").status_code == 200
+
+
+EARLY_REFUSALS = {
+    "declared 10 GB": (upload_head(10**10), 413),
+    "unknown Content-Type": (b"POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+                             b"Content-Length: 10000000000\r\n\r\n", 415),
+    "unknown route": (b"POST /v1/nothing HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\n", 404),
+}
+
+
+@pytest.mark.parametrize("name", EARLY_REFUSALS)
+def test_a_refused_client_that_never_stops_sending_is_closed_after_the_linger(guarded_server, name):
+    """A refused client streaming a 10 GB body reads its answer, then the server drops what it
+    sends (memory stays flat) and closes 1 s (DCGAN_SERVE_LINGER) after answering: the body is
+    neither kept nor read to its end."""
+    head, status = EARLY_REFUSALS[name]
+    before = guarded_server.memory_kb()["VmRSS"]
+    with connect(guarded_server.base) as sock:
+        result = stream_upload(sock, head, 10**10, give_up_s=8)
+    assert json_error(result["reply"], status)
+    assert result["error"] in ("ConnectionResetError", "BrokenPipeError"), result["error"]  # closed while it sent
+    assert 0.8 < result["ended"] - result["answered"] < 3.5, result
+    assert result["sent"] > 16 * 1024 * 1024  # dropped as it came: the server kept reading
+    grown_mb = (guarded_server.memory_kb()["VmRSS"] - before) / 1024
+    assert grown_mb < 16, f"server grew {grown_mb:.0f} MB while {result['sent'] >> 20} MB were dropped"
+    with httpx_client(guarded_server) as http:
+        assert http.get("/healthz").status_code == 200
+
+
+def test_shutdown_does_not_wait_for_a_lingering_connection(tiny_generator_onnx):
+    """SIGTERM with a refused client still streaming (linger 60 s) and another half-way through
+    its headers: the server exits at once, not after the linger."""
+    env = {"DCGAN_SERVE_LINGER": "60"}
+    with load_benchmark().start_server(tiny_generator_onnx, log_level="info", env=env) as server:
+        with connect(server.base) as refused, connect(server.base) as partial:
+            refused.sendall(upload_head(10**10) + b"\0" * 100_000)
+            partial.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+            answer = b""
+            while len(answer) < 12 and (chunk := refused.recv(12 - len(answer))):
+                answer += chunk
+            assert answer == b"HTTP/1.1 413"
+            t0 = time.monotonic()
+            server.process.terminate()
+            server.process.wait(timeout=30)
+            assert time.monotonic() - t0 < 5
+        assert "Traceback" not in server.log()
+
+
 def test_connections_over_the_cap_get_a_json_503(guarded_server):
     idle = [connect(guarded_server.base) for _ in range(12)]
     try:
@@ -586,9 +694,11 @@ def test_limits_come_from_the_environment():
     from dcgan_export.errors import DcganError
     from dcgan_export.serve import Limits
 
-    limits = Limits.from_env({"DCGAN_SERVE_HEADER_TIMEOUT": "2.5", "DCGAN_SERVE_MAX_CONNECTIONS": "7"})
+    limits = Limits.from_env({"DCGAN_SERVE_HEADER_TIMEOUT": "2.5", "DCGAN_SERVE_MAX_CONNECTIONS": "7",
+                              "DCGAN_SERVE_LINGER": "0.5"})
     assert limits.header_timeout == 2.5 and limits.max_connections == 7 and limits.json_parses == Limits().json_parses
-    for bad in ({"DCGAN_SERVE_MAX_CONNECTIONS": "many"}, {"DCGAN_SERVE_BODY_TIMEOUT": "0"},
+    assert limits.linger == 0.5 and Limits().linger == 2.0
+    for bad in ({"DCGAN_SERVE_MAX_CONNECTIONS": "many"}, {"DCGAN_SERVE_BODY_TIMEOUT": "0"}, {"DCGAN_SERVE_LINGER": "-1"},
                 {"DCGAN_SERVE_MAX_CONNECTIONS": "2.5"}, {"DCGAN_SERVE_BODY_BYTES_IN_FLIGHT": "1000"}):
         with pytest.raises(DcganError, match="DCGAN_SERVE_"):
             Limits.from_env(bad)

@@ -5,6 +5,7 @@ in every call, a resumed run does not)."""
 from __future__ import annotations
 
 import csv
+import math
 import sys
 import time
 from pathlib import Path
@@ -65,11 +66,9 @@ class LossLog(_IterationCallback):
 
 def trim_losses(path: Path, last_iteration: int) -> float:
     """Keep the rows up to ``last_iteration``; return the elapsed seconds at the last of them."""
-    kept = trim_log(path, LOSS_COLUMNS, last_iteration)
-    try:
-        return float(kept[-1][-1]) if kept else 0.0
-    except ValueError:
-        return 0.0
+    elapsed = [float(row[-1]) for row in trim_log(path, LOSS_COLUMNS, last_iteration)]
+    finite = [seconds for seconds in elapsed if math.isfinite(seconds)]
+    return finite[-1] if finite else 0.0
 
 
 def read_losses(path: Path) -> dict[str, np.ndarray]:
@@ -121,15 +120,20 @@ class Checkpoints(_IterationCallback):
         super().__init__(start)
         self.run = run
         self.every = every
-        self.iteration = start
+        self.iteration = self.saved = start
 
     def on_iteration_end(self, iteration, logs):
         self.iteration = iteration
         if iteration % self.every == 0:
-            checkpoint.save(self.run, self.model.state_variables(), iteration)
+            self._save()
 
     def on_train_end(self, logs=None):
+        if self.saved != self.iteration:  # not twice: checkpoint.prev.npz stays one step behind
+            self._save()
+
+    def _save(self):
         checkpoint.save(self.run, self.model.state_variables(), self.iteration)
+        self.saved = self.iteration
 
 
 class TensorBoardScalars(_IterationCallback):

@@ -136,6 +136,7 @@ def _describe(plan, given: dict) -> str:
         "options": dataclasses.asdict(plan.config),
         "given_on_command_line": sorted(given),
         "resume_stages_ahead": ahead,
+        "notes": plan.notes,
     }, indent=2)
 
 

@@ -265,3 +265,4 @@ class RunPlan:
     data: datasets.Dataset
     start: int  # the iteration the checkpoint holds (0 for a new run)
     stages: list[dict]  # the recipe's resumes, as config.json records them
+    notes: list[str] = dataclasses.field(default_factory=list)  # what the trainer tells the user first

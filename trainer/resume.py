@@ -60,16 +60,34 @@ def pending_stages(record: dict) -> list[dict]:
 
 
 def plan_resume(path, changes: dict | None = None, dry_run: bool = False) -> RunPlan:
-    """Check a resume of the run in ``path`` with ``changes``; unless ``dry_run``, record it in
-    config.json. With no change to what it trains, a run at the end of a recipe stage moves to the next."""
+    """Check a resume of the run in ``path`` with ``changes``; unless ``dry_run``, lock the run, set
+    a damaged checkpoint aside for the previous one, remove temporary files that crashed writes
+    left, and record the resume in config.json. With no change to what it trains, a run at the end
+    of a recipe stage moves to the next."""
     run = RunDir(path)
     if not run.path.is_dir():
         raise DcganError(f"cannot resume {run}: no such directory")
     changes = dict(changes or {})
     check_changes(changes)
-    start = checkpoint.saved_iteration(run)
+    if not dry_run:
+        run.read_config()  # a directory that is not a run gets no lock file
+        run.lock()  # before reading the checkpoint: another process may be writing it
+    try:
+        return _plan_resume(run, changes, dry_run)
+    except BaseException:
+        run.unlock()
+        raise
+
+
+def _plan_resume(run: RunDir, changes: dict, dry_run: bool) -> RunPlan:
     record = run.read_config()
     config = config_from_record(record, str(run.config))
+    try:
+        config.validate()  # config.json may have been edited: its values, checked like the command line's
+    except DcganError as exc:
+        raise DcganError(f"cannot resume: {run.config}: {exc}") from None
+    point = checkpoint.resume_point(run, config.iterations)
+    start = point.iteration
     stages = record.get("stages") if isinstance(record.get("stages"), list) else []
     ahead = pending_stages(record)
     if not changes_training(changes) and ahead and start >= config.iterations:
@@ -82,15 +100,31 @@ def plan_resume(path, changes: dict | None = None, dry_run: bool = False) -> Run
     config = dataclasses.replace(config, **changes, out=str(run.path))
     config.validate()
     _check_ema(started_ema, config.ema)
-    if start >= config.iterations:
+    if start > config.iterations or (start == config.iterations and _finished(run, start)):
         raise DcganError(f"{run} is already at iteration {start}; pass --iterations N with N > {start}")
-    data = load_data(config)
+    try:
+        data = load_data(config)
+    except DcganError as exc:
+        raise DcganError(f"cannot resume {run} (data {config.data!r}, from {RunDir.CONFIG}): {exc}") from None
     recorded = record.get("data", {}).get("sha256") if isinstance(record.get("data"), dict) else None
     if recorded and recorded != data.sha256:
         raise DcganError(f"cannot resume {run}: data set {config.data!r} changed since the run started")
+    notes = [point.note] if point.note else []
     if not dry_run:
+        if point.fall_back:
+            checkpoint.use_previous(run)
+        removed = run.remove_stale_temp_files()
+        if removed:
+            notes.append(f"removed {removed} temporary file{'s' * (removed > 1)} left by an interrupted write")
         write_record(run, config, data, history, stages)
-    return RunPlan(config, run, data, start, stages)
+    return RunPlan(config, run, data, start, stages, notes)
+
+
+def _finished(run: RunDir, iteration: int) -> bool:
+    """Whether the run wrote its final files at ``iteration``. A run killed between its last
+    checkpoint and those files is not: its resume writes them, without training."""
+    return (run.read_state().get("finished") is True and run.generator_iteration() == iteration
+            and run.generator.is_file())
 
 
 def _check_decay(run: RunDir, config: TrainConfig, start: int, changes: dict) -> None:

@@ -41,7 +41,11 @@ def plan_start(config: TrainConfig, force: bool = False, stages: list[dict] | No
     config.out = str(run.path)
     run.claim(force, dry_run=dry_run)
     if not dry_run:
-        write_record(run, config, data, [], stages)
+        try:
+            write_record(run, config, data, [], stages)
+        except BaseException:
+            run.unlock()
+            raise
     return RunPlan(config, run, data, 0, stages)
 
 
@@ -49,16 +53,22 @@ def start_run(config: TrainConfig, force: bool = False, stages: list[dict] | Non
               echo: Echo = print) -> RunDir:
     """Train a new run (and the recipe's resumes that follow, if any); return its directory."""
     plan = plan_start(config, force, stages)
-    fit(plan, echo)
-    return _finish(_carry_on(plan, echo), echo)
+    try:
+        fit(plan, echo)
+        return _finish(_carry_on(plan, echo), echo)
+    finally:
+        plan.run.unlock()
 
 
 def resume_run(path: str | os.PathLike, changes: dict | None = None, echo: Echo = print) -> RunDir:
     """Continue the run in ``path`` from its checkpoint. With ``changes`` to what it trains (only
     ``RESUMABLE`` options), train to its new end; without, carry a recipe run on through its stages."""
     plan = plan_resume(path, changes)
-    fit(plan, echo)
-    return _finish(plan if changes_training(changes or {}) else _carry_on(plan, echo), echo)
+    try:
+        fit(plan, echo)
+        return _finish(plan if changes_training(changes or {}) else _carry_on(plan, echo), echo)
+    finally:
+        plan.run.unlock()
 
 
 def _carry_on(plan: RunPlan, echo: Echo) -> RunPlan:
@@ -96,7 +106,6 @@ def fit(plan: RunPlan, echo: Echo = print) -> RunDir:
     import tensorflow as tf
 
     from . import callbacks as cb
-    from .data import make_dataset
     from .gan import DCGAN
     from .models import build_discriminator, build_generator
 
@@ -124,16 +133,42 @@ def fit(plan: RunPlan, echo: Echo = print) -> RunDir:
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
+    for note in plan.notes:
+        echo(note)
     if start > 0:
         checkpoint.restore(run, gan.state_variables())
         elapsed = cb.trim_losses(run.losses, start)
-        echo(f"Resuming {run} at iteration {start + 1} of {config.iterations}")
+        if start == config.iterations:
+            echo(f"{run} reached iteration {start} but stopped before writing its final files: writing them")
+        else:
+            echo(f"Resuming {run} at iteration {start + 1} of {config.iterations}")
     else:
         run.losses.unlink(missing_ok=True)
         checkpoint.save(run, gan.state_variables(), 0)  # a kill before the first checkpoint can resume
         elapsed = 0.0
         echo(f"Training {config.iterations} iterations on {data.name} ({len(data)} images) -> {run}")
 
+    if start < config.iterations:
+        _fit_to_the_end(gan, plan, elapsed, echo)
+    else:
+        cb.write_progress_gif(run)
+    run.record_generator(config.iterations, None)
+    _save_model(gan.sampling_generator, run.generator, config.mixed_precision,
+                lambda: build_generator(config.latent_dim))
+    run.record_generator(config.iterations, config.iterations)
+    _save_model(discriminator, run.discriminator, config.mixed_precision, build_discriminator)
+    cb.plot_losses(run.losses, run.file(RunDir.LOSSES_PLOT))
+    run.mark_finished(config.iterations)
+    echo(f"Trained {run} to iteration {config.iterations}: {run.generator}")
+    return run
+
+
+def _fit_to_the_end(gan, plan: RunPlan, elapsed: float, echo: Echo) -> None:
+    """``fit()`` from the plan's start to its end, with the callbacks that log, sample and checkpoint."""
+    from . import callbacks as cb
+    from .data import make_dataset
+
+    config, run, data, start = plan.config, plan.run, plan.data, plan.start
     fixed_noise = np.random.default_rng([config.seed, 2**31]).standard_normal((25, config.latent_dim)).astype(np.float32)
     tb = cb.TensorBoardWriter(run.file(RunDir.TENSORBOARD)) if config.tensorboard else None
     callbacks = [cb.LossLog(run.losses, start, elapsed),
@@ -152,16 +187,6 @@ def fit(plan: RunPlan, echo: Echo = print) -> RunDir:
     gan.fit(dataset, epochs=1, steps_per_epoch=config.iterations - start, callbacks=callbacks, verbose=0, shuffle=False)
     if tb is not None:
         tb.close()
-
-    run.record_generator(config.iterations, None)
-    _save_model(gan.sampling_generator, run.generator, config.mixed_precision,
-                lambda: build_generator(config.latent_dim))
-    run.record_generator(config.iterations, config.iterations)
-    _save_model(discriminator, run.discriminator, config.mixed_precision, build_discriminator)
-    cb.plot_losses(run.losses, run.file(RunDir.LOSSES_PLOT))
-    run.mark_finished(config.iterations)
-    echo(f"Trained {run} to iteration {config.iterations}: {run.generator}")
-    return run
 
 
 def make_optimizers(config: TrainConfig) -> tuple:

@@ -140,6 +140,9 @@ _register_training_commands()
 
 
 def main(argv: list[str] | None = None) -> None:
+    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as their own bytes
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     try:
         cli.main(args=argv, prog_name="dcgan", standalone_mode=False)
     except DcganError as exc:

@@ -184,8 +184,8 @@ def export_generator(src: str | os.PathLike, out: str | os.PathLike, optimize: b
     in both cases nothing is written and an existing ``out`` is left untouched.
     """
     started = time.perf_counter()
-    if not (atol >= 0):
-        raise DcganError(f"--atol must be >= 0, got {atol}")
+    if not 0 <= atol <= 1:  # images are in [-1, 1]: a tolerance of 2 would pass any model (and NaN none)
+        raise DcganError(f"--atol must be between 0 and 1, got {atol}")
     source, run_dir = resolve_source(src)
     out = check_output_path(out, source)
     records = run_records(run_dir, echo)

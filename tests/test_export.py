@@ -380,3 +380,12 @@ def test_cli_export_writes_and_refuses(run_dir, tmp_path):
         [f"Error: parity gate failed (max |diff| {result.stdout.split('max |diff|:')[1].split()[0]} > atol 0); "
          f"nothing written to {out}"]
     assert out.read_bytes() == written
+
+
+@pytest.mark.parametrize("atol", [-1.0, float("nan"), float("inf"), 2.0])
+def test_a_tolerance_that_would_make_the_gate_vacuous_is_refused_first(tmp_path, atol):
+    from dcgan_export.export import export_generator
+
+    with pytest.raises(DcganError, match="--atol must be between 0 and 1"):
+        export_generator(tmp_path / "missing.keras", tmp_path / "g.onnx", atol=atol)
+    assert not list(tmp_path.iterdir())

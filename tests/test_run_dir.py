@@ -141,3 +141,18 @@ def test_trim_log_drops_garbage_an_edit_or_a_crash_left(tmp_path):
     log.write_text("iteration,a\n" + "\n".join(garbage) + "\n", errors="surrogateescape")
     assert trim_log(log, ["iteration", "a"], 3) == [["1", "0.5"], ["2", "0.4"], ["3", "nan"]]
     assert log.read_text().splitlines() == ["iteration,a", "1,0.5", "2,0.4", "3,nan"]
+
+
+def test_a_failed_write_keeps_the_old_file_leaves_no_temp_and_names_its_file(tmp_path):
+    import errno
+
+    from dcgan_export.atomic import atomic_open
+
+    target = tmp_path / "state.json"
+    target.write_text("previous")
+    with pytest.raises(OSError) as failure:
+        with atomic_open(target, "w") as f:
+            f.write("half of the new")
+            raise OSError(errno.ENOSPC, "No space left on device")  # what a full disk raises mid-write
+    assert failure.value.errno == errno.ENOSPC and failure.value.filename == str(target)
+    assert target.read_text() == "previous" and [p.name for p in tmp_path.iterdir()] == ["state.json"]

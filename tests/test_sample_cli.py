@@ -184,3 +184,21 @@ def test_unexpected_exceptions_are_one_line_with_the_way_to_the_traceback(monkey
     monkeypatch.setenv("DCGAN_DEBUG", "1")
     with pytest.raises(KeyError):
         dcgan("sample", "--out", "grid.png", capsys=capsys)
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path, tiny_generator_onnx):
+    """RLIMIT_FSIZE fails every write past 100 kB (EFBIG), as a full disk does (ENOSPC)."""
+    import resource
+    import signal
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    out = tmp_path / "images.npy"
+    out.write_bytes(b"precious")
+    result = subprocess.run([sys.executable, "-m", "dcgan_export.cli", "sample", "--n", "1000", "--seed", "0",
+                             "--model", str(tiny_generator_onnx), "--out", str(out)],
+                            cwd=ROOT, capture_output=True, text=True, preexec_fn=limit, timeout=120)
+    assert result.returncode == 1 and result.stderr == f"Error: File too large: {out}\n"
+    assert out.read_bytes() == b"precious" and [p.name for p in tmp_path.iterdir()] == ["images.npy"]

@@ -1,8 +1,10 @@
 """Whole-run checkpoints: one .npz holding every state variable, replaced atomically.
 
 A run killed at any moment (SIGKILL included) finds either the previous checkpoint or the new
-one, never half of one. Variables are stored in ``DCGAN.state_variables()`` order with their
-paths and shapes; restore matches them by position and checks shapes. After each save,
+one, never half of one; the one before the newest stays as checkpoint.prev.npz, where a resume
+falls back when the newest is damaged (``resume_point``). Variables are stored in
+``DCGAN.state_variables()`` order with their paths; ``check`` reads every member back without
+TensorFlow, and restore matches them by position and checks shapes and dtypes. After each save,
 state.json (``RunDir.record_checkpoint``) says how far the run got.
 """
 

@@ -405,6 +405,8 @@ def listen_socket(host: str, port: int) -> socket.socket:
                                                              flags=socket.AI_PASSIVE)[0]
     except socket.gaierror as exc:
         raise DcganError(f"--host {host}: cannot resolve it ({exc.strerror})") from None
+    except UnicodeError:  # the IDNA codec refuses labels over 63 characters and other non-names
+        raise DcganError(f"--host {host[:80]}: not a valid host name") from None
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

@@ -401,6 +401,8 @@ def test_a_busy_port_is_one_line_and_exit_2(tiny_generator_onnx):
     result = run_dcgan("serve", "--host", "no-such-host.invalid", "--port", "0", timeout=60)
     assert result.returncode == 2 and "--host no-such-host.invalid: cannot resolve it" in result.stderr
     assert result.stderr.count("\n") == 1
+    result = run_dcgan("serve", "--host", "a" * 300, "--port", "0", timeout=60)
+    assert result.returncode == 2 and result.stderr == f"Error: --host {'a' * 80}: not a valid host name\n"
 
 
 # --- what clients can make the server hold: a real server with small limits -----------------------

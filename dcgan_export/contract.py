@@ -32,6 +32,27 @@ BATCH_DIM = "N"
 IMAGE_SHAPE = (28, 28, 1)  # height, width, channels
 
 
+# Sizes the networks can make: a base grid of 5 to 8 doubled one or more times (28 = 7 x 2 x 2).
+BASE_GRIDS = (5, 6, 7, 8)
+IMAGE_SIZES = tuple(sorted(b * 2**k for b in BASE_GRIDS for k in range(1, 5) if 16 <= b * 2**k <= 128))
+
+
+def base_grid(size: int) -> tuple[int, int]:
+    """(base grid, number of doublings) of an image size in IMAGE_SIZES: 28 -> (7, 2), 64 -> (8, 3)."""
+    check_image_size(size)
+    doublings = 1
+    while size // 2**doublings not in BASE_GRIDS or size % 2**doublings:
+        doublings += 1
+    return size // 2**doublings, doublings
+
+
+def check_image_size(size) -> int:
+    if isinstance(size, bool) or not isinstance(size, int) or size not in IMAGE_SIZES:
+        raise DcganError(f"--image-size must be one the networks can make, from 16 to 128: "
+                         f"{', '.join(map(str, IMAGE_SIZES))}; got {size}")
+    return size
+
+
 def to_pixels(images: np.ndarray) -> np.ndarray:
     """float images in [-1, 1] ([n, h, w, 1]) -> uint8 [n, h, w]: round((x + 1) * 127.5), clipped.
 

@@ -25,6 +25,34 @@ def test_networks_match_the_recipe():
     assert tuple(g.output_shape) == (None, 28, 28, 1) and tuple(d.output_shape) == (None, 1)
 
 
+@pytest.mark.parametrize("shape, generator_layers, discriminator_convs", [
+    ((16, 16, 1), ["dense", "up1", "conv1"], 1),
+    ((32, 32, 3), ["dense", "up1", "conv1", "up2", "conv2"], 2),
+    ((64, 64, 3), ["dense", "up1", "conv1", "up2", "conv2", "up3", "conv3"], 3),
+    ((80, 80, 1), ["dense", "up1", "conv1", "up2", "conv2", "up3", "conv3", "up4", "conv4"], 4),
+])
+def test_networks_scale_the_recipe_to_other_sizes(shape, generator_layers, discriminator_convs):
+    from trainer.models import build_discriminator, build_generator
+
+    g, d = build_generator(100, shape), build_discriminator(shape)
+    assert tuple(g.output_shape) == (None, *shape) and tuple(d.output_shape) == (None, 1)
+    names = [layer.name for layer in g.layers if layer.name.startswith(("dense", "up", "conv"))]
+    assert names == generator_layers
+    assert g.layers[-1].activation.__name__ == "tanh" and g.get_layer("conv1").kernel.shape[:2] == (5, 5)
+    assert [layer.strides for layer in d.layers if layer.name.startswith("conv")] == [(2, 2)] * discriminator_convs
+    wide = build_generator(100, shape, width=2.0)
+    assert wide.get_layer("dense").units == 2 * g.get_layer("dense").units
+
+
+@pytest.mark.parametrize("shape", [(30, 30, 1), (28, 28, 2), (32, 28, 3)])
+def test_networks_refuse_shapes_they_cannot_make(shape):
+    from dcgan_export.errors import DcganError
+    from trainer.models import build_generator
+
+    with pytest.raises((DcganError, ValueError)):
+        build_generator(100, shape)
+
+
 def test_a_discriminator_with_batchnorm_sees_real_and_fake_in_separate_passes():
     """The joint real+fake D pass is only for a D without BatchNormalization: with it, batch
     statistics would mix the two, so D(real) in the step must be D's pass over real alone."""

@@ -4,11 +4,12 @@ Export writes models that keep it; the runtime, ``dcgan serve``, ``dcgan eval``,
 previews and the examples read them through it. numpy only: importing this loads neither
 TensorFlow nor onnxruntime.
 
-Generator::
+Generator (H = W, one of IMAGE_SIZES; C = 1 or 3; the shipped digit models are 28 x 28 x 1)::
 
     input   z       float32 [N, latent]      standard normal noise
-    output  images  float32 [N, 28, 28, 1]   NHWC, in [-1, 1]
-    output  pixels  uint8   [N, 28, 28]      to_pixels(images)
+    output  images  float32 [N, H, W, C]     NHWC, in [-1, 1]
+    output  pixels  uint8   [N, H, W]        to_pixels(images), for C = 1
+                    uint8   [N, H, W, 3]     for C = 3
 
 Classifier (``dcgan eval``)::
 
@@ -54,18 +55,23 @@ def check_image_size(size) -> int:
 
 
 def to_pixels(images: np.ndarray) -> np.ndarray:
-    """float images in [-1, 1] ([n, h, w, 1]) -> uint8 [n, h, w]: round((x + 1) * 127.5), clipped.
+    """float images in [-1, 1] [n, h, w, C] -> uint8: [n, h, w] for C = 1, [n, h, w, C] otherwise;
+    round((x + 1) * 127.5), clipped.
 
     Rounds half to even (numpy.rint, ONNX Round, tf.round), so every implementation agrees.
     """
-    scaled = np.rint((np.asarray(images)[..., 0] + 1.0) * 127.5)
+    images = np.asarray(images)
+    if images.shape[-1] == 1:
+        images = images[..., 0]
+    scaled = np.rint((images + 1.0) * 127.5)
     return np.clip(scaled, 0, 255).astype(np.uint8)
 
 
 def to_images(pixels: np.ndarray) -> np.ndarray:
-    """uint8 [n, h, w] -> float32 [n, h, w, 1] in [-1, 1]: (p - 127.5) / 127.5, the inverse of
-    ``to_pixels``, so real images and samples reach a network scaled identically."""
-    return ((np.asarray(pixels, dtype=np.float32) - 127.5) / 127.5)[..., None]
+    """uint8 [n, h, w] or [n, h, w, C] -> float32 [n, h, w, C] in [-1, 1]: (p - 127.5) / 127.5,
+    the inverse of ``to_pixels``, so real images and samples reach a network scaled identically."""
+    scaled = (np.asarray(pixels, dtype=np.float32) - 127.5) / 127.5
+    return scaled[..., None] if scaled.ndim == 3 else scaled
 
 
 class Meta:

@@ -13,20 +13,22 @@ from .atomic import atomic_open
 
 
 def make_grid(pixels: np.ndarray, nrow: int | None = None, padding: int = 2) -> np.ndarray:
-    """Tile uint8 images [n, h, w] into one [H, W] image with ``padding`` black pixels between
-    and around them. ``nrow`` images per row; default ceil(sqrt(n)), a square-ish grid."""
+    """Tile uint8 images [n, h, w] (grey) or [n, h, w, 3] (RGB) into one [H, W] or [H, W, 3] image
+    with ``padding`` black pixels between and around them. ``nrow`` images per row; default
+    ceil(sqrt(n)), a square-ish grid."""
     pixels = np.asarray(pixels)
     if pixels.ndim == 4 and pixels.shape[-1] == 1:
         pixels = pixels[..., 0]
-    if pixels.ndim != 3 or len(pixels) == 0:
-        raise ValueError(f"expected images of shape (n, h, w) with n >= 1, got {pixels.shape}")
-    n, h, w = pixels.shape
+    if pixels.ndim not in (3, 4) or (pixels.ndim == 4 and pixels.shape[-1] != 3) or len(pixels) == 0:
+        raise ValueError(f"expected images of shape (n, h, w) or (n, h, w, 3) with n >= 1, got {pixels.shape}")
+    n, h, w = pixels.shape[:3]
     cols = nrow or math.ceil(math.sqrt(n))
     if cols < 1:
         raise ValueError(f"nrow must be >= 1, got {nrow}")
     cols = min(cols, n)
     rows = math.ceil(n / cols)
-    grid = np.zeros((rows * (h + padding) + padding, cols * (w + padding) + padding), dtype=np.uint8)
+    grid = np.zeros((rows * (h + padding) + padding, cols * (w + padding) + padding, *pixels.shape[3:]),
+                    dtype=np.uint8)
     for i in range(n):
         r, c = divmod(i, cols)
         y, x = padding + r * (h + padding), padding + c * (w + padding)
@@ -35,7 +37,7 @@ def make_grid(pixels: np.ndarray, nrow: int | None = None, padding: int = 2) -> 
 
 
 def png_bytes(image: np.ndarray) -> bytes:
-    """A 2-D uint8 array as grayscale PNG bytes."""
+    """A uint8 array [h, w] (grey) or [h, w, 3] (RGB) as PNG bytes."""
     from PIL import Image
 
     buf = io.BytesIO()
@@ -49,7 +51,7 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
 
 
 def write_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], duration_ms: int = 200) -> None:
-    """An animated GIF of equally sized 2-D uint8 frames (training progress)."""
+    """An animated GIF of equally sized uint8 frames, grey [h, w] or RGB [h, w, 3] (training progress)."""
     from PIL import Image
 
     images = [Image.fromarray(np.ascontiguousarray(f, dtype=np.uint8)) for f in frames]

@@ -4,8 +4,8 @@ This is the module other programs embed::
 
     from dcgan_export import Sampler
     sampler = Sampler()                      # the shipped models/generator.onnx
-    images = sampler.sample(16, seed=0)      # float32 [16, 28, 28, 1] in [-1, 1]
-    pixels = sampler.sample_pixels(16, seed=0)   # uint8 [16, 28, 28]
+    images = sampler.sample(16, seed=0)      # float32 [16, H, W, C] in [-1, 1] (28, 28, 1 for digits)
+    pixels = sampler.sample_pixels(16, seed=0)   # uint8 [16, H, W] for C = 1, [16, H, W, 3] for RGB
 
 Noise is derived per image: image ``i`` of seed ``s`` is generated from
 ``numpy.random.default_rng([s, i]).standard_normal(latent_dim)``, so it is the same whatever
@@ -187,9 +187,9 @@ class Sampler:
             raise DcganError(f"{path}: not a generator: no output named {IMAGES_OUTPUT!r} (found {', '.join(outputs)})")
         _float_output(outputs[IMAGES_OUTPUT], f"{path}: not a generator")
         self.image_shape: tuple = tuple(outputs[IMAGES_OUTPUT].shape[1:])
-        if len(self.image_shape) != 3 or self.image_shape[2] != 1 or not all(
+        if len(self.image_shape) != 3 or self.image_shape[2] not in (1, 3) or not all(
                 isinstance(d, int) and d > 0 for d in self.image_shape):
-            raise DcganError(f"{path}: not a generator: output {IMAGES_OUTPUT!r} must be [N, H, W, 1], "
+            raise DcganError(f"{path}: not a generator: output {IMAGES_OUTPUT!r} must be [N, H, W, 1 or 3], "
                              f"found {outputs[IMAGES_OUTPUT].shape}")
         pixels = outputs.get(PIXELS_OUTPUT)
         self._outputs = [IMAGES_OUTPUT] + ([PIXELS_OUTPUT] if pixels is not None and pixels.type == "tensor(uint8)" else [])
@@ -197,6 +197,11 @@ class Sampler:
 
     def __repr__(self) -> str:
         return f"Sampler({str(self.model_path)!r}, latent_dim={self.latent_dim})"
+
+    @property
+    def pixel_shape(self) -> tuple:
+        """One image's uint8 shape: (H, W) for grey models, (H, W, 3) for RGB ones."""
+        return self.image_shape[:2] if self.image_shape[2] == 1 else self.image_shape
 
     # -- noise -> images ---------------------------------------------------------------------
 
@@ -214,11 +219,11 @@ class Sampler:
         return [check_finite(images, str(self.model_path)), *results[1:]]
 
     def generate(self, z) -> np.ndarray:
-        """Images for noise ``z`` [n, latent]: float32 [n, 28, 28, 1] in [-1, 1]."""
+        """Images for noise ``z`` [n, latent]: float32 [n, H, W, C] in [-1, 1]."""
         return self._run(z)[0]
 
     def generate_pixels(self, z) -> np.ndarray:
-        """Images for noise ``z`` as uint8 [n, 28, 28], round((x + 1) * 127.5)."""
+        """Images for noise ``z`` as uint8 [n, H, W] (C = 1) or [n, H, W, 3], round((x + 1) * 127.5)."""
         results = self._run(z)
         return results[1] if len(results) > 1 else to_pixels(results[0])
 
@@ -241,11 +246,11 @@ class Sampler:
             yield run(self.noise(min(batch_size, n - start), seed, start))
 
     def sample(self, n: int, seed: int | None = None, batch_size: int = 256) -> np.ndarray:
-        """``n`` images, float32 [n, 28, 28, 1] in [-1, 1]; image i depends only on (seed, i)."""
+        """``n`` images, float32 [n, H, W, C] in [-1, 1]; image i depends only on (seed, i)."""
         return np.concatenate(list(self.iter_batches(n, seed, batch_size)))
 
     def sample_pixels(self, n: int, seed: int | None = None, batch_size: int = 256) -> np.ndarray:
-        """``n`` images as uint8 [n, 28, 28]; image i depends only on (seed, i)."""
+        """``n`` images as uint8 [n, H, W] (or [n, H, W, 3]); image i depends only on (seed, i)."""
         return np.concatenate(list(self.iter_batches(n, seed, batch_size, pixels=True)))
 
 

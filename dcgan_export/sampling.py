@@ -71,8 +71,8 @@ def run_sample(req: SampleRequest) -> str:
         written = _write_pngs(Path(req.out_dir), batches, n)
         return f"Wrote {written} PNGs to {req.out_dir} ({source})"
     if fmt == "npy":
-        _write_npy_stream(Path(req.out), batches, n, sampler.image_shape[:2])
-        return f"Wrote {req.out}: uint8 [{n}, {', '.join(map(str, sampler.image_shape[:2]))}] ({source})"
+        _write_npy_stream(Path(req.out), batches, n, sampler.pixel_shape)
+        return f"Wrote {req.out}: uint8 [{n}, {', '.join(map(str, sampler.pixel_shape))}] ({source})"
     write_png(req.out, make_grid(np.concatenate(list(batches)), nrow=req.nrow, padding=2))
     return f"Wrote {req.out}: a grid of {n} images ({source})"
 
@@ -132,7 +132,7 @@ def _count(req: SampleRequest, noise: np.ndarray | None) -> int:
 
 
 def _write_npy_stream(path: Path, batches, n: int, shape: tuple) -> None:
-    """An .npy of uint8 [n, h, w], written chunk by chunk: memory stays bounded for any n."""
+    """An .npy of uint8 [n, *shape], written chunk by chunk: memory stays bounded for any n."""
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
               "shape": (n, *shape)}
     with atomic_open(path, "wb") as f:

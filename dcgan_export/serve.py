@@ -4,7 +4,7 @@ Routes::
 
     GET  /healthz                               liveness
     GET  /v1/model                              the generator's ONNX metadata and latent size
-    GET  /v1/sample?n=25&seed=7&format=png|npy  a grid PNG, or uint8 [n, 28, 28] as .npy
+    GET  /v1/sample?n=25&seed=7&format=png|npy  a grid PNG, or uint8 [n, H, W(, 3)] as .npy
     POST /v1/generate                           noise {"z": [[...]]} or an .npy body -> uint8 pixels
 
 Every bad request gets a 4xx with a JSON ``{"error": ...}`` body and the server keeps serving,

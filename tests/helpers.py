@@ -18,27 +18,29 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_tiny_generator(path: Path, latent_dim: int = 100, seed: int = 0, with_pixels: bool = True,
-                        dtype=np.float32, batch: int | str = "N", nan: bool = False) -> Path:
+                        dtype=np.float32, batch: int | str = "N", nan: bool = False,
+                        shape: tuple = (28, 28, 1)) -> Path:
     """A small ONNX model that keeps the generator contract: z -> tanh(z @ W) as images (and pixels).
 
-    ``dtype`` (float32 or float64) and ``batch`` (a fixed size) make models that keep the contract
-    loosely; ``nan`` one whose images are all NaN."""
+    ``shape`` is one image's (H, W, C); ``dtype`` (float32 or float64) and ``batch`` (a fixed
+    size) make models that keep the contract loosely; ``nan`` one whose images are all NaN."""
+    pixel_shape = list(shape[:2]) if shape[2] == 1 else list(shape)
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     elem = TensorProto.DOUBLE if np.dtype(dtype) == np.float64 else TensorProto.FLOAT
     rng = np.random.default_rng(seed)
-    weight = (rng.standard_normal((latent_dim, 784)) / np.sqrt(latent_dim)).astype(dtype)
+    weight = (rng.standard_normal((latent_dim, int(np.prod(shape)))) / np.sqrt(latent_dim)).astype(dtype)
     nodes = [
         helper.make_node("MatMul", ["z", "W"], ["h"]),
         helper.make_node("Tanh", ["h"], ["t0"]),
         helper.make_node("Mul" if nan else "Identity", ["t0", "nan"] if nan else ["t0"], ["t"]),
         helper.make_node("Reshape", ["t", "shape"], ["images"]),
     ]
-    inits = [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(np.array([-1, 28, 28, 1], np.int64), "shape")]
+    inits = [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(np.array([-1, *shape], np.int64), "shape")]
     if nan:
         inits.append(numpy_helper.from_array(np.array(np.nan, dtype), "nan"))
-    outputs = [helper.make_tensor_value_info("images", elem, [batch, 28, 28, 1])]
+    outputs = [helper.make_tensor_value_info("images", elem, [batch, *shape])]
     if with_pixels:
         nodes += [
             helper.make_node("Add", ["t", "one"], ["a"]),
@@ -50,8 +52,8 @@ def make_tiny_generator(path: Path, latent_dim: int = 100, seed: int = 0, with_p
         ]
         inits += [numpy_helper.from_array(np.array(v, dtype), n) for n, v in
                   [("one", 1.0), ("half255", 127.5), ("zero", 0.0), ("max255", 255.0)]]
-        inits.append(numpy_helper.from_array(np.array([-1, 28, 28], np.int64), "pshape"))
-        outputs.append(helper.make_tensor_value_info("pixels", TensorProto.UINT8, [batch, 28, 28]))
+        inits.append(numpy_helper.from_array(np.array([-1, *pixel_shape], np.int64), "pshape"))
+        outputs.append(helper.make_tensor_value_info("pixels", TensorProto.UINT8, [batch, *pixel_shape]))
     graph = helper.make_graph(nodes, "tiny_generator",
                               [helper.make_tensor_value_info("z", elem, [batch, latent_dim])],
                               outputs, initializer=inits)

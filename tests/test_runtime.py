@@ -188,3 +188,31 @@ def test_seeds_cover_int64_and_no_more(tiny_generator_onnx):
     for seed in (-1, 2**63):
         with pytest.raises(DcganError, match="seed must be between 0 and"):
             s.sample(1, seed=seed)
+
+
+# -- every shape the contract allows ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(32, 32, 3), (64, 64, 3), (16, 16, 1)])
+def test_rgb_and_other_sizes_sample_through_the_same_api(tmp_path, shape):
+    sampler = Sampler(make_tiny_generator(tmp_path / "g.onnx", shape=shape))
+    assert sampler.image_shape == shape
+    pixel_shape = shape if shape[2] == 3 else shape[:2]
+    assert sampler.pixel_shape == pixel_shape
+    images = sampler.sample(5, seed=2, batch_size=2)
+    assert images.shape == (5, *shape) and images.dtype == np.float32
+    pixels = sampler.sample_pixels(5, seed=2)
+    assert pixels.shape == (5, *pixel_shape) and pixels.dtype == np.uint8
+    np.testing.assert_array_equal(pixels, to_pixels(images))  # the model's pixels output agrees
+    no_pixels = Sampler(make_tiny_generator(tmp_path / "np.onnx", shape=shape, with_pixels=False))
+    np.testing.assert_array_equal(no_pixels.sample_pixels(5, seed=2), pixels)
+
+
+def test_pixel_mapping_round_trips_rgb():
+    from dcgan_export.contract import to_images
+
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    assert to_images(pixels).shape == (4, 8, 8, 3)
+    np.testing.assert_array_equal(to_pixels(to_images(pixels)), pixels)
+    grey = pixels[..., 0]
+    assert to_images(grey).shape == (4, 8, 8, 1) and to_pixels(to_images(grey)).shape == (4, 8, 8)

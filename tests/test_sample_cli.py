@@ -202,3 +202,21 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path, tiny_gene
                             cwd=ROOT, capture_output=True, text=True, preexec_fn=limit, timeout=120)
     assert result.returncode == 1 and result.stderr == f"Error: File too large: {out}\n"
     assert out.read_bytes() == b"precious" and [p.name for p in tmp_path.iterdir()] == ["images.npy"]
+
+
+def test_an_rgb_model_gives_rgb_grids_npy_and_pngs(tmp_path, capsys):
+    model = str(make_tiny_generator(tmp_path / "rgb.onnx", shape=(32, 32, 3)))
+    sampler = Sampler(model)
+    pixels = sampler.sample_pixels(6, seed=4)
+    assert dcgan("sample", "--model", model, "--n", "6", "--seed", "4", "--out", str(tmp_path / "g.png"),
+                 capsys=capsys)[0] == 0
+    grid = np.asarray(Image.open(tmp_path / "g.png"))
+    assert Image.open(tmp_path / "g.png").mode == "RGB" and grid.shape == (2 + 2 * 34, 2 + 3 * 34, 3)
+    np.testing.assert_array_equal(grid, make_grid(pixels, padding=2))
+    np.testing.assert_array_equal(grid[2:34, 36:68], pixels[1])
+    assert dcgan("sample", "--model", model, "--n", "6", "--seed", "4", "--out", str(tmp_path / "a.npy"),
+                 capsys=capsys)[0] == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), pixels)
+    assert dcgan("sample", "--model", model, "--n", "6", "--seed", "4", "--out-dir", str(tmp_path / "d"),
+                 capsys=capsys)[0] == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "d" / "000005.png")), pixels[5])

@@ -24,7 +24,7 @@ with warnings.catch_warnings():  # starlette 1.x prefers httpx2 for its TestClie
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient  # noqa: E402
 
-from helpers import ROOT, run_dcgan  # noqa: E402
+from helpers import ROOT, make_tiny_generator, run_dcgan  # noqa: E402
 from dcgan_export.images import make_grid  # noqa: E402
 from dcgan_export.runtime import Sampler  # noqa: E402
 from dcgan_export.serve import MAX_BODY_BYTES, MAX_N, create_app  # noqa: E402
@@ -66,6 +66,23 @@ def noise(n: int, seed: int = 0) -> np.ndarray:
 
 
 # --- good requests ----------------------------------------------------------------------------
+
+
+def test_an_rgb_model_is_served_in_rgb(tmp_path):
+    rgb = Sampler(make_tiny_generator(tmp_path / "rgb.onnx", shape=(32, 32, 3)), threads=1)
+    with TestClient(create_app(rgb)) as c:
+        assert c.get("/v1/model").json()["image_shape"] == [32, 32, 3]
+        pixels = rgb.sample_pixels(4, seed=1)
+        png = c.get("/v1/sample", params={"n": 4, "seed": 1})
+        assert png.status_code == 200 and Image.open(io.BytesIO(png.content)).mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png.content))), make_grid(pixels))
+        np.testing.assert_array_equal(from_npy(c.get("/v1/sample", params={"n": 4, "seed": 1, "format": "npy"}).content),
+                                      pixels)
+        z = rgb.noise(2, seed=1)
+        reply = c.post("/v1/generate", json={"z": z.tolist()})
+        assert reply.status_code == 200 and reply.json()["shape"] == [2, 32, 32, 3]
+        np.testing.assert_array_equal(np.asarray(reply.json()["pixels"], np.uint8), rgb.generate_pixels(z))
+
 
 
 def test_healthz(client):

@@ -78,6 +78,9 @@ class Meta:
     """Keys of the metadata (``metadata_props``) that ``dcgan export`` writes into a generator."""
 
     LATENT_DIM = "latent_dim"
+    IMAGE_SIZE = "image_size"
+    CHANNELS = "channels"
+    CLASS_NAMES = "class_names"  # JSON list, for a model trained on labelled data
     DATASET = "dataset"
     DATASET_SHA256 = "dataset_sha256"
     TRAINING_ITERATIONS = "training_iterations"

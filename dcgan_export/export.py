@@ -14,6 +14,7 @@ TensorFlow is imported inside the functions: ``dcgan`` commands other than expor
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -106,6 +107,8 @@ def run_records(run: RunDir | None, echo: Callable[[str], None]) -> dict[str, st
     if isinstance(data, dict):
         records[Meta.DATASET] = str(data.get("name", Meta.UNKNOWN))
         records[Meta.DATASET_SHA256] = str(data.get("sha256", Meta.UNKNOWN))
+        if isinstance(data.get("class_names"), list):
+            records[Meta.CLASS_NAMES] = json.dumps(data["class_names"])
     # generator.keras is written only when a run finishes: a resumed run that has not finished
     # (still training, or stopped) holds the previous finish's generator
     saved = run.generator_iteration()
@@ -134,12 +137,15 @@ def convert(function: InferenceFunction):
 def metadata(function: InferenceFunction, records: dict, source: Path, parity: dict) -> dict[str, str]:
     from . import __version__
 
+    h, w, c = function.image_shape
     return {
         "latent_dim": str(function.latent_dim),
         "input": f"z: float32 [N, {function.latent_dim}], standard normal noise",
         "outputs": f"{IMAGES_OUTPUT},{PIXELS_OUTPUT}",
-        IMAGES_OUTPUT: "float32 [N, 28, 28, 1] NHWC, range [-1, 1]",
-        PIXELS_OUTPUT: "uint8 [N, 28, 28], range [0, 255], round((images + 1) * 127.5)",
+        IMAGES_OUTPUT: f"float32 [N, {h}, {w}, {c}] NHWC, range [-1, 1]",
+        PIXELS_OUTPUT: f"uint8 [N, {h}, {w}{'' if c == 1 else f', {c}'}], range [0, 255], round((images + 1) * 127.5)",
+        Meta.IMAGE_SIZE: str(h),
+        Meta.CHANNELS: str(c),
         **records,
         "source_file": source.name,
         "source_sha256": _sha256(source),
@@ -201,7 +207,8 @@ def export_generator(src: str | os.PathLike, out: str | os.PathLike, optimize: b
     import onnx
 
     onnx.helper.set_model_props(model, metadata(function, records, source, parity))
-    model.doc_string = "DCGAN generator: z [N, latent] -> images [N, 28, 28, 1] in [-1, 1], pixels uint8"
+    model.doc_string = (f"DCGAN generator: z [N, latent] -> images [N, {', '.join(map(str, function.image_shape))}] "
+                        "in [-1, 1], pixels uint8")
     data = model.SerializeToString()
     report = {
         "source": str(source), "out": str(out), "optimized": function.optimized, "graph": function.describe(),

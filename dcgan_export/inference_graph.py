@@ -19,8 +19,7 @@ import numpy as np
 
 from . import subpixel
 from .errors import DcganError
-from .contract import IMAGE_SHAPE, IMAGES_OUTPUT, PIXELS_OUTPUT
-
+from .contract import IMAGE_SIZES, IMAGES_OUTPUT, PIXELS_OUTPUT
 
 
 @dataclass
@@ -32,7 +31,7 @@ class _Step:
 
 
 class InferenceFunction:
-    """``fn(z) -> {"images": float32 [N, 28, 28, 1], "pixels": uint8 [N, 28, 28]}`` in TensorFlow ops.
+    """``fn(z) -> {"images": float32 [N, H, W, C], "pixels": uint8 [N, H, W(, 3)]}`` in TensorFlow ops.
 
     Built by ``build_inference_function``; pass it to ``onnx_convert.convert_function`` or call it
     eagerly. ``flops_per_image`` counts the multiply-adds (x 2) of the dense and convolution
@@ -47,6 +46,7 @@ class InferenceFunction:
         self.latent_dim = latent_dim
         self.flops_per_image = flops_per_image
         self.original_flops_per_image = original_flops_per_image
+        self.image_shape = tuple(int(d) for d in model.outputs[0].shape[1:])  # (H, W, C)
 
     @property
     def ends_in_tanh(self) -> bool:
@@ -77,7 +77,9 @@ class InferenceFunction:
         if not self.ends_in_tanh:
             scaled = tf.clip_by_value(scaled, 0.0, 255.0)
         pixels = tf.cast(scaled, tf.uint8)
-        return {IMAGES_OUTPUT: images, PIXELS_OUTPUT: tf.squeeze(pixels, axis=-1)}
+        if images.shape[-1] == 1:  # grey: [N, H, W], as the contract has always said
+            pixels = tf.squeeze(pixels, axis=-1)
+        return {IMAGES_OUTPUT: images, PIXELS_OUTPUT: pixels}
 
     def describe(self) -> str:
         if self.steps is None:
@@ -143,7 +145,7 @@ def build_inference_function(keras_generator, optimize: bool = True) -> Inferenc
 
 
 def check_generator(model) -> int:
-    """latent size of a [N, latent] -> [N, 28, 28, 1] model, or DcganError saying what it is instead."""
+    """latent size of a [N, latent] -> [N, S, S, C] model, or DcganError saying what it is instead."""
     name = getattr(model, "name", type(model).__name__)
     try:
         inputs, outputs = list(model.inputs), list(model.outputs)
@@ -152,12 +154,17 @@ def check_generator(model) -> int:
     in_shapes = [tuple(t.shape) for t in inputs]
     out_shapes = [tuple(t.shape) for t in outputs]
     if (len(in_shapes) != 1 or len(in_shapes[0]) != 2 or not in_shapes[0][1]
-            or len(out_shapes) != 1 or tuple(out_shapes[0][1:]) != IMAGE_SHAPE):
+            or len(out_shapes) != 1 or not _is_image_shape(out_shapes[0][1:])):
         raise DcganError(
-            f"model {name!r} is not a generator: expected input [N, latent] -> output [N, 28, 28, 1], "
-            f"found input {_shapes(in_shapes)} -> output {_shapes(out_shapes)}"
+            f"model {name!r} is not a generator: expected input [N, latent] -> output [N, S, S, 1 or 3] "
+            f"(S one of {', '.join(map(str, IMAGE_SIZES))}), found input {_shapes(in_shapes)} -> "
+            f"output {_shapes(out_shapes)}"
         )
     return int(in_shapes[0][1])
+
+
+def _is_image_shape(shape) -> bool:
+    return len(shape) == 3 and shape[0] == shape[1] and shape[0] in IMAGE_SIZES and shape[2] in (1, 3)
 
 
 def _shapes(shapes) -> str:

@@ -389,3 +389,22 @@ def test_a_tolerance_that_would_make_the_gate_vacuous_is_refused_first(tmp_path,
     with pytest.raises(DcganError, match="--atol must be between 0 and 1"):
         export_generator(tmp_path / "missing.keras", tmp_path / "g.onnx", atol=atol)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", [(32, 32, 3), (64, 64, 3), (16, 16, 1)])
+def test_other_sizes_and_rgb_export_through_the_gate_and_sample(tmp_path, shape):
+    from trainer.testing import random_generator
+
+    source = tmp_path / "generator.keras"
+    model = random_generator(1, shape)
+    model.save(source)
+    report = export.export_generator(source, tmp_path / "g.onnx", echo=lambda line: None)
+    assert report["passed"] and report["max_abs_diff"] < 1e-4
+    sampler = Sampler(tmp_path / "g.onnx")
+    assert sampler.image_shape == shape and sampler.metadata["image_size"] == str(shape[0])
+    assert sampler.metadata["channels"] == str(shape[2])
+    z = sampler.noise(3, seed=0)
+    np.testing.assert_allclose(sampler.generate(z), model(z, training=False).numpy(), atol=1e-4)
+    pixels = sampler.generate_pixels(z)
+    assert pixels.shape == ((3, *shape) if shape[2] == 3 else (3, *shape[:2]))

@@ -13,10 +13,11 @@ import numpy as np
 from trainer.models import build_generator
 
 
-def random_generator(seed: int = 0) -> keras.Model:
-    """The recipe generator with random weights, biases and non-identity BatchNorm statistics."""
+def random_generator(seed: int = 0, image_shape: tuple = (28, 28, 1)) -> keras.Model:
+    """The recipe generator (for ``image_shape``) with random weights, biases and non-identity
+    BatchNorm statistics."""
     keras.utils.set_random_seed(seed)
-    model = build_generator()
+    model = build_generator(image_shape=image_shape)
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):

@@ -1,7 +1,9 @@
-"""Training and evaluation images: the embedded mnist-8k, full MNIST, Fashion-MNIST, or a path.
+"""Training and evaluation images: the embedded mnist-8k, full MNIST, Fashion-MNIST, or a path
+(a folder of images, a directory of IDX files, an .npz).
 
-Numpy only (no TensorFlow), so ``dcgan eval`` can read the held-out digits in the light install.
-Every loader returns uint8 images of shape (n, 28, 28) plus a name and sha256 for provenance.
+Numpy and Pillow only (no TensorFlow), so ``dcgan eval`` can read the held-out digits in the light
+install. Every loader returns uint8 images, [n, S, S] (grey) or [n, S, S, 3], plus a name and a
+sha256 for provenance, and labels with their class names where the data has them.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import struct
 import zlib
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import numpy as np
 
+from .contract import IMAGE_SIZES
 from .errors import DcganError, first_line
 
 IMAGES_IDX = "train-images-idx3-ubyte"
@@ -37,40 +40,89 @@ MAX_IDX_BYTES = 2**31  # 2 GiB of pixels: 2.7 million 28x28 images
 @dataclasses.dataclass(frozen=True)
 class Dataset:
     name: str
-    images: np.ndarray  # uint8 (n, 28, 28)
+    images: np.ndarray  # uint8 [n, S, S] (grey) or [n, S, S, 3]
     labels: np.ndarray | None
-    sha256: str  # of the file the images came from
+    sha256: str  # of the file the images came from (of the decoded pixels, for a folder)
+    class_names: tuple[str, ...] | None = None  # what label i means, where the data says
 
     def __len__(self) -> int:
         return len(self.images)
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(S, S, C) of one image, as the networks see it."""
+        return (*self.images.shape[1:3], 1 if self.images.ndim == 3 else self.images.shape[3])
 
-def load(spec: str, split: str = "train") -> Dataset:
+
+@dataclasses.dataclass(frozen=True)
+class ImageOptions:
+    """How to turn the data into training images: for a folder, the size, channels, background
+    and bad-file policy; for arrays (named sets, IDX, .npz), a size and channel count to check
+    and convert to."""
+
+    image_size: int | None = None  # None: a folder's default, DEFAULT_FOLDER_SIZE; arrays keep theirs
+    channels: int | None = None  # None: 1 if every image is grey, else 3
+    background: tuple[int, int, int] = (0, 0, 0)
+    skip_bad: bool = False
+    echo: Callable[[str], None] | None = None  # progress lines (decoding, the cache)
+
+
+DEFAULT_FOLDER_SIZE = 64
+
+
+def load(spec: str, split: str = "train", options: ImageOptions | None = None) -> Dataset:
     """Load a data set by name (``mnist-8k``, ``mnist``, ``fashion-mnist``) or by path.
 
     ``split`` is ``train`` or ``heldout``; only mnist-8k has a held-out part here.
     """
+    options = options or ImageOptions()
     if spec == "mnist-8k":
-        return _mnist_8k(split)
+        return _conform(_mnist_8k(split), options)
     if split != "train":
         raise DcganError(f"only mnist-8k has a held-out split, not {spec!r}")
     if spec == "mnist":
-        return _keras_mnist()
+        return _conform(_keras_mnist(), options)
     if spec == "fashion-mnist":
-        return _fashion_mnist()
+        return _conform(_fashion_mnist(), options)
     path = Path(spec).expanduser()
     if not path.exists():
         if os.sep not in spec and "." not in spec:
             raise DcganError(
-                f"unknown data set {spec!r}: use one of {', '.join(NAMES)}, "
+                f"unknown data set {spec!r}: use one of {', '.join(NAMES)}, a folder of images, "
                 "a directory with train-images-idx3-ubyte[.gz], or an .npz with x_train"
             )
         raise DcganError(f"data path not found: {path}")
     if path.is_dir():
-        return _idx_dir(path, name=str(path))
+        if _find_idx(path, IMAGES_IDX) is not None:
+            return _conform(_idx_dir(path, name=str(path)), options)
+        return _folder(path, options)
     if path.suffix == ".npz":
-        return _npz(path)
-    raise DcganError(f"{path}: expected a directory of IDX files or an .npz with x_train")
+        return _conform(_npz(path), options)
+    raise DcganError(f"{path}: expected a folder of images, a directory of IDX files or an .npz with x_train")
+
+
+def _folder(path: Path, options: ImageOptions) -> Dataset:
+    from .image_folder import load_folder
+
+    data = load_folder(path, options.image_size or DEFAULT_FOLDER_SIZE, options.channels, options.background,
+                       options.skip_bad, echo=options.echo)
+    return Dataset(str(path), data.images, data.labels, data.sha256, data.class_names)
+
+
+def _conform(data: Dataset, options: ImageOptions) -> Dataset:
+    """Arrays as asked: the size must be theirs (only folders are resized); channels convert."""
+    size, _, channels = data.image_shape
+    if options.image_size is not None and options.image_size != size:
+        raise DcganError(f"{data.name} holds {size}x{size} images: --image-size {options.image_size} applies "
+                         "to folders of images only")
+    if options.channels is None or options.channels == channels:
+        return data
+    if options.channels == 3:
+        images = np.repeat(data.images[..., None], 3, axis=-1)
+    else:
+        weights = np.asarray([299, 587, 114], dtype=np.uint32)  # ITU-R 601 luma, as Pillow's "L"
+        images = ((data.images.astype(np.uint32) @ weights + 500) // 1000).astype(np.uint8)
+    return dataclasses.replace(data, images=images)
 
 
 def embedded_dir() -> Path:
@@ -206,8 +258,10 @@ def _npz(path: Path) -> Dataset:
 def _check_images(images: np.ndarray, path: Path) -> np.ndarray:
     if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise DcganError(f"{path}: expected images of shape (n, 28, 28), found {images.shape}")
+    square = images.ndim in (3, 4) and images.shape[1] == images.shape[2] and images.shape[1] in IMAGE_SIZES
+    if not square or (images.ndim == 4 and images.shape[-1] != 3):
+        raise DcganError(f"{path}: expected images of shape (n, S, S) or (n, S, S, 3) with S one of "
+                         f"{', '.join(map(str, IMAGE_SIZES))}; found {images.shape}")
     if len(images) == 0:
         raise DcganError(f"{path}: contains no images")
     if images.dtype != np.uint8:

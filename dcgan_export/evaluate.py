@@ -243,6 +243,9 @@ def evaluate_generator(model: str | os.PathLike | None, n: int = 10000, seed: in
         raise DcganError(f"--batch-size must be >= 1, got {batch_size}")
     seed = check_int(seed, "--seed", 0, MAX_SEED)
     sampler = Sampler(model)
+    if sampler.image_shape != IMAGE_SHAPE:
+        raise DcganError(f"{sampler.model_path} makes {'x'.join(map(str, sampler.image_shape))} images; the digit "
+                         f"classifier dcgan eval scores with takes {'x'.join(map(str, IMAGE_SHAPE))}")
     trained_on = sampler.metadata.get(Meta.DATASET, Meta.UNKNOWN)
     if trained_on not in (*DIGIT_DATASETS, Meta.UNKNOWN) and not any_data:
         raise DcganError(f"{sampler.model_path} was trained on {trained_on!r}, not digits: a digit classifier's "

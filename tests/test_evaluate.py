@@ -360,3 +360,9 @@ def test_a_model_producing_nan_fails_eval_in_one_line(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1, result.stderr
     assert "produced NaN or infinite values for 10 of 10 images" in lines[0]
+
+
+def test_eval_refuses_a_model_of_another_shape_even_with_any_data(tmp_path):
+    model = make_tiny_generator(tmp_path / "rgb.onnx", shape=(32, 32, 3))
+    with pytest.raises(DcganError, match="makes 32x32x3 images; the digit classifier dcgan eval scores with takes 28x28x1"):
+        evaluate.evaluate_generator(model, n=10, any_data=True)

@@ -12,10 +12,11 @@ import dataclasses
 import json
 import math
 import platform
+import sys
 from pathlib import Path
 
 from dcgan_export import datasets
-from dcgan_export.contract import DIGIT_DATASETS
+from dcgan_export.contract import DIGIT_DATASETS, IMAGE_SHAPE, check_image_size
 from dcgan_export.errors import DcganError
 from dcgan_export.limits import (MAX_BATCH_SIZE, MAX_EVAL_SAMPLES, MAX_ITERATIONS, MAX_LATENT_DIM,
                                  MAX_TRAINING_SEED, check_int)
@@ -32,9 +33,18 @@ def option(default, section: str, help: str, **click):
 
 @dataclasses.dataclass
 class TrainConfig:
-    data: str = option("mnist-8k", "data", "mnist-8k (embedded), mnist, fashion-mnist, a directory of IDX "
-                                           "files, or an .npz with x_train.")
+    data: str = option("mnist-8k", "data", "mnist-8k (embedded), mnist, fashion-mnist, a folder of images "
+                                           "(sub-folders are classes), a directory of IDX files, or an .npz "
+                                           "with x_train.")
+    image_size: int | None = option(None, "data", "Side of the square training images, for a folder: 16 to 128 "
+                                                  "(e.g. 32, 64) [default: 64].")
+    channels: int | None = option(None, "data", "1 (grey) or 3 (RGB) [default: 1 if every image is grey].")
+    background: str = option("black", "data", "Colour transparent pixels are composited onto: black, white or "
+                                              "#rrggbb.")
+    skip_bad: bool = option(False, "data", "Leave out unreadable or too small image files (and count them) "
+                                           "instead of stopping.")
     latent_dim: int = option(100, "model", "Length of the noise vector z.")
+    width_multiplier: float = option(1.0, "model", "Scales every layer's width (1: the recipe's).")
     iterations: int = option(5000, "optimisation", "Generator updates to train for (the run's target).")
     batch_size: int = option(64, "optimisation", "Images per discriminator and generator update.")
     lr: float = option(2e-4, "optimisation", "Adam learning rate of G (and of D unless --d-lr).")
@@ -88,6 +98,13 @@ class TrainConfig:
             augment.parse_policy(self.augment)
         except ValueError as exc:
             raise DcganError(f"--augment: {exc}") from None
+        if self.image_size is not None:
+            check_image_size(self.image_size)
+        if self.channels not in (None, 1, 3):
+            raise DcganError(f"--channels must be 1 or 3, got {self.channels}")
+        parse_colour(self.background)
+        if not 0 < self.width_multiplier <= 8:
+            raise DcganError(f"--width-multiplier must be in (0, 8], got {self.width_multiplier}")
         if self.strategy not in ("default", "mirrored"):
             raise DcganError(f"--strategy must be default or mirrored, got {self.strategy!r}")
 
@@ -193,12 +210,29 @@ def load_recipe(spec: str) -> Recipe:
 # -- the data a run trains on --------------------------------------------------------------------
 
 
+def parse_colour(text: str) -> tuple[int, int, int]:
+    """black, white or #rrggbb as an RGB triple, or a one-line DcganError."""
+    named = {"black": (0, 0, 0), "white": (255, 255, 255)}
+    value = str(text).strip().lower()
+    if value in named:
+        return named[value]
+    if len(value) == 7 and value[0] == "#" and all(c in "0123456789abcdef" for c in value[1:]):
+        return tuple(int(value[i:i + 2], 16) for i in (1, 3, 5))
+    raise DcganError(f"--background must be black, white or #rrggbb, got {text!r}")
+
+
 def load_data(config: TrainConfig) -> datasets.Dataset:
-    """The run's data, checked against the options that depend on it."""
+    """The run's data, checked against the options that depend on it. A folder's decoding and
+    cache are reported on stderr (stdout may be --dry-run's JSON)."""
     from .guidance import check_labels
 
-    data = datasets.load(config.data)
+    options = datasets.ImageOptions(config.image_size, config.channels, parse_colour(config.background),
+                                    config.skip_bad, echo=lambda line: print(line, file=sys.stderr, flush=True))
+    data = datasets.load(config.data, options=options)
     if config.class_guidance:
+        if data.image_shape != IMAGE_SHAPE:
+            raise DcganError(f"--class-guidance uses a digit classifier of 28x28x1 images; {data.name} holds "
+                             f"{'x'.join(map(str, data.image_shape))}")
         check_labels(data.labels, len(data), data.name)
     if config.eval_every and data.name not in DIGIT_DATASETS:
         raise DcganError("--eval-every scores samples with a digit classifier: it is for --data mnist-8k "
@@ -240,7 +274,9 @@ def write_record(run: RunDir, config: TrainConfig, data: datasets.Dataset, histo
 
     record = {
         "options": dataclasses.asdict(config),
-        "data": {"name": data.name, "spec": config.data, "sha256": data.sha256, "images": len(data)},
+        "data": {"name": data.name, "spec": config.data, "sha256": data.sha256, "images": len(data),
+                 "image_shape": list(data.image_shape),
+                 **({"class_names": list(data.class_names)} if data.class_names else {})},
         "versions": {
             "dcgan": version("dcgan"),
             "tensorflow": version("tensorflow") or version("tensorflow-cpu"),

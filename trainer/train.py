@@ -123,8 +123,8 @@ def fit(plan: RunPlan, echo: Echo = print) -> RunDir:
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         with strategy.scope():
-            generator = build_generator(config.latent_dim)
-            discriminator = build_discriminator()
+            generator = build_generator(config.latent_dim, data.image_shape, config.width_multiplier)
+            discriminator = build_discriminator(data.image_shape, config.width_multiplier)
             gan = DCGAN(generator, discriminator, config.latent_dim, config.d_steps, seed=config.seed,
                         ema_decay=config.ema, augment=augment.parse_policy(config.augment))
             d_opt, g_opt = make_optimizers(config)
@@ -154,9 +154,10 @@ def fit(plan: RunPlan, echo: Echo = print) -> RunDir:
         cb.write_progress_gif(run)
     run.record_generator(config.iterations, None)
     _save_model(gan.sampling_generator, run.generator, config.mixed_precision,
-                lambda: build_generator(config.latent_dim))
+                lambda: build_generator(config.latent_dim, data.image_shape, config.width_multiplier))
     run.record_generator(config.iterations, config.iterations)
-    _save_model(discriminator, run.discriminator, config.mixed_precision, build_discriminator)
+    _save_model(discriminator, run.discriminator, config.mixed_precision,
+                lambda: build_discriminator(data.image_shape, config.width_multiplier))
     cb.plot_losses(run.losses, run.file(RunDir.LOSSES_PLOT))
     run.mark_finished(config.iterations)
     echo(f"Trained {run} to iteration {config.iterations}: {run.generator}")

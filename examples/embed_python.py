@@ -1,4 +1,4 @@
-"""Embed the generator in a Python program: 16 digits from noise, no TensorFlow. Usage:
+"""Embed the generator in a Python program: 16 images from noise, no TensorFlow. Usage:
 python examples/embed_python.py [MODEL.onnx] [OUT_DIR]   (OUT_DIR: also write noise.npy, pixels.npy)"""
 import sys
 from pathlib import Path
@@ -7,7 +7,7 @@ from dcgan_export import Sampler
 from dcgan_export.atomic import atomic_open
 sampler = Sampler(sys.argv[1] if len(sys.argv) > 1 else None)  # None: the shipped models/generator.onnx
 z = sampler.noise(16, seed=0)  # float32 [16, latent]: the noise that sampler.sample(16, seed=0) uses
-pixels = sampler.generate_pixels(z)  # uint8 [16, 28, 28]; sampler.generate(z): float32 in [-1, 1]
+pixels = sampler.generate_pixels(z)  # uint8 [16, H, W] (or [16, H, W, 3]); sampler.generate(z): float32 [-1, 1]
 print(f"{sampler}: {len(pixels)} images {pixels.shape[1:]}, mean pixel {pixels.mean():.1f}")
 for name, array in [("noise.npy", z), ("pixels.npy", pixels)] if len(sys.argv) > 2 else []:
     Path(sys.argv[2]).mkdir(parents=True, exist_ok=True)

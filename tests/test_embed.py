@@ -66,6 +66,20 @@ def test_node_pixels_equal_python_pixels(tiny_generator_onnx, tmp_path):
 
 
 @needs_node
+@pytest.mark.parametrize("with_pixels", [True, False], ids=["pixels-output", "images-only"])
+def test_node_and_python_agree_on_an_rgb_model(tmp_path, with_pixels):
+    model = make_tiny_generator(tmp_path / "rgb.onnx", shape=(32, 32, 3), with_pixels=with_pixels)
+    python, node = python_then_node(model, tmp_path)
+    assert node.shape == python.shape == (16, 32, 32, 3)
+    np.testing.assert_array_equal(node, python)
+    result = run_node(model, tmp_path / "noise.npy", tmp_path / "pixels.json")
+    assert result.returncode == 0 and "16 RGB images of 32x32" in result.stdout, result.stderr
+    doc = json.loads((tmp_path / "pixels.json").read_text())
+    assert doc["shape"] == [16, 32, 32, 3]
+    np.testing.assert_array_equal(np.array(doc["pixels"], dtype=np.uint8), python)
+
+
+@needs_node
 def test_node_reads_json_noise_and_writes_json_pixels(tiny_generator_onnx, tmp_path):
     sampler = Sampler(tiny_generator_onnx)
     z = sampler.noise(5, seed=11).astype(np.float64)  # float64 in JSON, float32 in the model

@@ -6,9 +6,10 @@
 //
 // NOISE: float32/float64 [n, latent] as .npy, or JSON {"z": [[...], ...]} (or a bare [[...]]);
 // for example the noise.npy that examples/embed_python.py writes.
-// OUT: uint8 pixels [n, 28, 28] as .npy, or JSON {"shape", "dtype", "pixels"} like the service.
-// The generator's contract: input `z` [N, latent] float32; outputs `images` float32
-// [N, 28, 28, 1] in [-1, 1] and `pixels` uint8 [N, 28, 28] = round((images + 1) * 127.5).
+// OUT: uint8 pixels [n, H, W] (grey) or [n, H, W, 3] (RGB) as .npy, or JSON {"shape", "dtype",
+// "pixels"} like the service. The generator's contract: input `z` [N, latent] float32; outputs
+// `images` float32 [N, H, W, C] in [-1, 1] and `pixels` uint8 = round((images + 1) * 127.5),
+// [N, H, W] for C = 1, [N, H, W, 3] for C = 3 (the shipped digit model: 28 x 28 x 1).
 'use strict';
 
 const fs = require('fs');
@@ -109,8 +110,8 @@ async function generate(modelPath, noise) {
     throw new UsageError(`the model refused noise of shape (${noise.dims}): ${String(err.message).split('\n')[0]}`);
   }
   if (wantPixels) return { dims: result.pixels.dims.map(Number), data: result.pixels.data };
-  const [n, h, w] = result.images.dims.map(Number); // [N, 28, 28, 1]
-  return { dims: [n, h, w], data: Uint8Array.from(result.images.data, toPixel) };
+  const [n, h, w, c] = result.images.dims.map(Number); // [N, H, W, C]: pixels drop C when it is 1
+  return { dims: c === 1 ? [n, h, w] : [n, h, w, c], data: Uint8Array.from(result.images.data, toPixel) };
 }
 
 function writeAtomically(file, bytes) {
@@ -125,14 +126,13 @@ function writeAtomically(file, bytes) {
 }
 
 function pixelsJson({ dims, data }) {
-  const [n, h, w] = dims;
-  const images = [];
-  for (let i = 0; i < n; i++) {
-    const rows = [];
-    for (let y = 0; y < h; y++) rows.push(Array.from(data.subarray((i * h + y) * w, (i * h + y + 1) * w)));
-    images.push(rows);
-  }
-  return JSON.stringify({ shape: dims, dtype: 'uint8', pixels: images });
+  // nested lists of any depth, like numpy's tolist(): [n][h][w] or [n][h][w][3]
+  const nest = (offset, axis) => {
+    if (axis === dims.length - 1) return Array.from(data.subarray(offset, offset + dims[axis]));
+    const stride = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+    return Array.from({ length: dims[axis] }, (_, i) => nest(offset + i * stride, axis + 1));
+  };
+  return JSON.stringify({ shape: dims, dtype: 'uint8', pixels: nest(0, 0) });
 }
 
 async function main(argv) {
@@ -140,7 +140,8 @@ async function main(argv) {
   const [model, noiseFile, out] = argv;
   const pixels = await generate(model, readNoise(noiseFile));
   writeAtomically(out, out.endsWith('.json') ? pixelsJson(pixels) : npyBytes(pixels.data, pixels.dims));
-  console.log(`Wrote ${out}: ${pixels.dims[0]} images of ${pixels.dims[1]}x${pixels.dims[2]} uint8 pixels`);
+  const kind = pixels.dims.length === 4 ? 'RGB' : 'grey';
+  console.log(`Wrote ${out}: ${pixels.dims[0]} ${kind} images of ${pixels.dims[1]}x${pixels.dims[2]} uint8 pixels`);
 }
 
 main(process.argv.slice(2)).catch((err) => {

@@ -9,6 +9,7 @@ prints it as one line and exits non-zero.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -139,6 +140,11 @@ def serve(model, host, port, threads, log_level) -> None:
 _register_training_commands()
 
 
+# OS errors that say the path the user typed is unusable (bad input, exit 2), not that the
+# machine failed (a full disk, an I/O error: exit 1).
+PATH_ERRNOS = {errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EINVAL, errno.ENOENT}
+
+
 def main(argv: list[str] | None = None) -> None:
     for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as their own bytes
         if hasattr(stream, "reconfigure"):
@@ -146,27 +152,28 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="dcgan", standalone_mode=False)
     except DcganError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(str(exc), exc.exit_code)
     except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
+        _fail("Aborted.", 130, prefix="")
     except click.ClickException as exc:  # a usage error: one line, like every other error
-        click.echo(f"Error: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(exc.format_message(), exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
+        _fail("Interrupted.", 130, prefix="")
     except OSError as exc:  # disk full, read-only file system, ...: files already written are intact
         where = f": {exc.filename}" if exc.filename else ""
-        click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
-        sys.exit(1)
+        _fail(f"{exc.strerror or exc}{where}", 2 if exc.errno in PATH_ERRNOS else 1)
     except Exception as exc:  # a bug: still one line, with the way to the whole story
         if os.environ.get("DCGAN_DEBUG"):
             raise
-        click.echo(f"Error: internal error ({type(exc).__name__}: {first_line(exc)}); "
-                   "DCGAN_DEBUG=1 shows the traceback. Please report it.", err=True)
-        sys.exit(1)
+        _fail(f"internal error ({type(exc).__name__}: {first_line(exc)}); DCGAN_DEBUG=1 shows the traceback. "
+              "Please report it.", 1)
+
+
+def _fail(message: str, code: int, prefix: str = "Error: ") -> None:
+    """Print ``message`` as one line (a newline in a value the user gave shows as \\n) and exit."""
+    one_line = message.replace("\r", "\\r").replace("\n", "\\n")
+    click.echo(f"{prefix}{one_line}", err=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ class ImageOptions:
     background: tuple[int, int, int] = (0, 0, 0)
     skip_bad: bool = False
     echo: Callable[[str], None] | None = None  # progress lines (decoding, the cache)
+    dry_run: bool = False  # write nothing: no download (a set not on disk is an error), no cache
 
 
 DEFAULT_FOLDER_SIZE = 64
@@ -81,7 +82,7 @@ def load(spec: str, split: str = "train", options: ImageOptions | None = None) -
     if split != "train":
         raise DcganError(f"only mnist-8k has a held-out split, not {spec!r}")
     if spec == "mnist":
-        return _conform(_keras_mnist(), options)
+        return _conform(_keras_mnist(download=not options.dry_run), options)
     if spec == "fashion-mnist":
         return _conform(_fashion_mnist(), options)
     path = Path(spec).expanduser()
@@ -105,7 +106,7 @@ def _folder(path: Path, options: ImageOptions) -> Dataset:
     from .image_folder import load_folder
 
     data = load_folder(path, options.image_size or DEFAULT_FOLDER_SIZE, options.channels, options.background,
-                       options.skip_bad, echo=options.echo)
+                       options.skip_bad, echo=options.echo, write_cache=not options.dry_run)
     return Dataset(str(path), data.images, data.labels, data.sha256, data.class_names)
 
 
@@ -141,9 +142,12 @@ def _mnist_8k(split: str) -> Dataset:
     return Dataset(f"mnist-8k/{split}", ds.images[sl], labels, ds.sha256)
 
 
-def _keras_mnist() -> Dataset:
+def _keras_mnist(download: bool = True) -> Dataset:
     if MNIST_CACHE.exists():
         return dataclasses.replace(_npz(MNIST_CACHE), name="mnist")
+    if not download:
+        raise DcganError(f"full MNIST is not downloaded yet ({MNIST_CACHE} is missing), and a dry run downloads "
+                         "nothing: run without --dry-run, or put mnist.npz there")
     try:
         # Only this branch, reached from `dcgan train`, imports keras: it knows the download URL
         # and checksum, and where its cache goes ($KERAS_HOME, or /tmp when home is read-only).

@@ -89,7 +89,8 @@ def _raise_walk_error(exc: OSError) -> None:
 
 def load_folder(root: str | os.PathLike, image_size: int, channels: int | None = None,
                 background: tuple[int, int, int] = (0, 0, 0), skip_bad: bool = False,
-                cache_dir: str | os.PathLike | None = None, echo: Callable[[str], None] | None = None) -> FolderData:
+                cache_dir: str | os.PathLike | None = None, echo: Callable[[str], None] | None = None,
+                write_cache: bool = True) -> FolderData:
     """The folder's images as uint8 arrays of ``image_size`` squares, from the cache when it has them.
 
     Bad files (not an image, truncated, smaller than half of ``image_size``) are a one-line
@@ -117,7 +118,7 @@ def load_folder(root: str | os.PathLike, image_size: int, channels: int | None =
     say(f"{root}: decoding {len(listing.files):,} images to {image_size}x{image_size}"
         + (f" ({listing.ignored} other files ignored)" if listing.ignored else ""))
     data = _decode_all(listing, image_size, channels, background, skip_bad, say)
-    if _write_cache(cache / f"{key}.npz", data):
+    if write_cache and _write_cache(cache / f"{key}.npz", data):
         say(f"{root}: cached the decoded images in {cache / f'{key}.npz'}")
     return data
 

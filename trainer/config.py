@@ -221,13 +221,14 @@ def parse_colour(text: str) -> tuple[int, int, int]:
     raise DcganError(f"--background must be black, white or #rrggbb, got {text!r}")
 
 
-def load_data(config: TrainConfig) -> datasets.Dataset:
+def load_data(config: TrainConfig, dry_run: bool = False) -> datasets.Dataset:
     """The run's data, checked against the options that depend on it. A folder's decoding and
-    cache are reported on stderr (stdout may be --dry-run's JSON)."""
+    cache are reported on stderr (stdout may be --dry-run's JSON); a dry run downloads nothing."""
     from .guidance import check_labels
 
     options = datasets.ImageOptions(config.image_size, config.channels, parse_colour(config.background),
-                                    config.skip_bad, echo=lambda line: print(line, file=sys.stderr, flush=True))
+                                    config.skip_bad, echo=lambda line: print(line, file=sys.stderr, flush=True),
+                                    dry_run=dry_run)
     data = datasets.load(config.data, options=options)
     if config.class_guidance:
         if data.image_shape != IMAGE_SHAPE:

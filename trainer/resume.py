@@ -103,7 +103,7 @@ def _plan_resume(run: RunDir, changes: dict, dry_run: bool) -> RunPlan:
     if start > config.iterations or (start == config.iterations and _finished(run, start)):
         raise DcganError(f"{run} is already at iteration {start}; pass --iterations N with N > {start}")
     try:
-        data = load_data(config)
+        data = load_data(config, dry_run)
     except DcganError as exc:
         raise DcganError(f"cannot resume {run} (data {config.data!r}, from {RunDir.CONFIG}): {exc}") from None
     recorded = record.get("data", {}).get("sha256") if isinstance(record.get("data"), dict) else None

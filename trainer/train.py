@@ -36,7 +36,7 @@ def plan_start(config: TrainConfig, force: bool = False, stages: list[dict] | No
     stages = list(stages or [])
     config.validate()
     check_stage_changes(stages, config.iterations, "--config", config.ema)
-    data = load_data(config)
+    data = load_data(config, dry_run)
     run = RunDir(config.out or time.strftime("runs/%Y%m%d-%H%M%S"))
     config.out = str(run.path)
     run.claim(force, dry_run=dry_run)

@@ -1,12 +1,16 @@
 """Images/s of the exported generator vs TensorFlow, and the cold-start time of `dcgan sample`.
 
     python benchmarks/sample_speed.py [MODEL.keras] [--rounds 5] [--seconds 0.5] [--profile]
+    python benchmarks/sample_speed.py --shape 64x64x3     # a random-weight generator of that shape
 
 In one process, alternating backends round by round (so a busy machine slows all of them alike),
 measures images/s at batch 1, 25, 256 and 1024 for: the optimised ONNX in onnxruntime (through
-dcgan_export.Sampler), the unoptimised ONNX in onnxruntime, tf.function on the Keras generator and
-Keras predict; prints medians over rounds and ratios to tf.function. Goals on the 2-core CPU:
-optimised >= 3.0x tf.function at batch 256 and >= 5x at batch 1; `dcgan sample --n 25` <= 0.5 s.
+dcgan_export.Sampler), the same rewrite with every stage folded onto the coarse grid (where the
+planner chose to expand part-way), the unoptimised ONNX in onnxruntime, tf.function on the Keras
+generator and Keras predict; prints medians over rounds, ratios to tf.function, and the optimised
+graph's FLOP rate as a fraction of this CPU's fp32 peak, measured as numpy's sgemm rate in the
+same run. Goals on the 2-core CPU: optimised >= 3.0x tf.function at batch 256 and >= 5x at
+batch 1; `dcgan sample --n 25` <= 0.5 s.
 """
 
 from __future__ import annotations
@@ -28,7 +32,19 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 BATCHES = (1, 25, 256, 1024)
-BACKENDS = ("onnx optimised", "onnx plain", "tf.function", "keras predict")
+BACKENDS = ("onnx optimised", "onnx all folded", "onnx plain", "tf.function", "keras predict")
+
+
+def sgemm_gflops(seconds: float = 1.0, n: int = 2048) -> float:
+    """numpy's float32 matrix product rate: this CPU's practical fp32 peak."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    a @ b
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds or count < 2:
+        a @ b
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - started) / 1e9
 
 
 def rate(run, z, seconds: float) -> float:
@@ -96,16 +112,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=0.5, help="per measurement")
     parser.add_argument("--profile", action="store_true", help="also print an onnxruntime profile")
+    parser.add_argument("--shape", default=None, help="HxWxC: benchmark a random-weight generator of this shape")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="dcgan_speed_"))
-    if args.model is None:
-        print("WARNING: models/generator.keras not found; benchmarking a random-weight generator "
+    if args.shape is not None or args.model is None:
+        shape = tuple(int(d) for d in (args.shape or "28x28x1").split("x"))
+        print(f"benchmarking a random-weight {args.shape or '28x28x1'} generator "
               "(speed does not depend on the weights, quality does)")
         from trainer.testing import random_generator
 
         keras_path = workdir / "generator.keras"
-        random_generator().save(keras_path)
+        random_generator(0, shape).save(keras_path)
     else:
         keras_path = Path(args.model)
 
@@ -116,29 +134,39 @@ def main() -> None:
     from dcgan_export.export import export_generator
 
     quiet = lambda line: None  # noqa: E731
-    optimised_path, plain_path = workdir / "optimised.onnx", workdir / "plain.onnx"
+    from dcgan_export import inference_graph
+
+    optimised_path, plain_path, folded_path = (workdir / f"{n}.onnx" for n in ("optimised", "plain", "folded"))
     report = export_generator(keras_path, optimised_path, optimize=True, echo=quiet)
     export_generator(keras_path, plain_path, optimize=False, echo=quiet)
+    chosen = inference_graph.DEPTH_TO_SPACE_FLOPS_PER_VALUE
+    inference_graph.DEPTH_TO_SPACE_FLOPS_PER_VALUE = 10**12  # never expand part-way: fold every stage
+    folded = export_generator(keras_path, folded_path, optimize=True, echo=quiet)
+    inference_graph.DEPTH_TO_SPACE_FLOPS_PER_VALUE = chosen
     print(f"model {keras_path}; optimised graph: {report['graph']}")
+    print(f"all folded: {folded['graph']} ({folded['flops_after'] / 1e6:.1f} MFLOPs/image)")
     print(f"FLOPs/image {report['flops_before'] / 1e6:.1f} M -> {report['flops_after'] / 1e6:.1f} M; "
           f"parity max |diff| {report['max_abs_diff']:.2e}")
 
     model = keras.models.load_model(keras_path)
     tf_function = tf.function(lambda z: model(z, training=False),
-                              input_signature=[tf.TensorSpec((None, 100), tf.float32)])
-    optimised, plain = Sampler(optimised_path), Sampler(plain_path)
+                              input_signature=[tf.TensorSpec((None, model.input_shape[1]), tf.float32)])
+    optimised, plain, all_folded = Sampler(optimised_path), Sampler(plain_path), Sampler(folded_path)
+    latent = optimised.latent_dim
     runners = {
         "onnx optimised": optimised.generate,
+        "onnx all folded": all_folded.generate,
         "onnx plain": plain.generate,
         "tf.function": lambda z: tf_function(tf.constant(z)).numpy(),
         "keras predict": lambda z: model.predict(z, batch_size=len(z), verbose=0),
     }
     rng = np.random.default_rng(0)
-    noise = {b: rng.standard_normal((b, 100)).astype(np.float32) for b in BATCHES}
+    noise = {b: rng.standard_normal((b, latent)).astype(np.float32) for b in BATCHES}
     results = {(name, b): [] for name in BACKENDS for b in BATCHES}
     from machine import cpu_description  # benchmarks/machine.py
 
     print(f"CPU: {cpu_description()}")
+    peak = [sgemm_gflops()]
     print(f"cpu threads: onnxruntime {optimised._session.get_session_options().intra_op_num_threads}, "
           f"os.cpu_count {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}")
     for round_index in range(args.rounds):
@@ -146,6 +174,7 @@ def main() -> None:
             for name in BACKENDS:  # alternate: each backend sees the same machine state
                 seconds = args.seconds if name != "keras predict" or b >= 25 else args.seconds / 2
                 results[name, b].append(rate(runners[name], noise[b], seconds))
+        peak.append(sgemm_gflops(0.5))
         print(f"  round {round_index + 1}/{args.rounds} done (load {os.getloadavg()[0]:.2f})", flush=True)
 
     # Median: what a user sees on this machine now. Best of rounds: closest to an idle machine
@@ -160,6 +189,11 @@ def main() -> None:
         for b, goal in ((256, 3.0), (1, 5.0)):
             ratio = stat(results["onnx optimised", b]) / stat(results["tf.function", b])
             print(f"goal batch {b}: optimised >= {goal}x tf.function: {ratio:.2f}x {'MET' if ratio >= goal else 'MISSED'}")
+        gflops = stat(results["onnx optimised", 256]) * report["flops_after"] / 1e9
+        print(f"optimised at batch 256: {gflops:.1f} GFLOP/s = {gflops / stat(peak):.0%} of numpy sgemm "
+              f"({stat(peak):.1f} GFLOP/s, this CPU's fp32 peak in practice)")
+    print(f"FLOPs/image: Keras {report['flops_before'] / 1e6:.1f} M, optimised {report['flops_after'] / 1e6:.1f} M "
+          f"({report['flops_before'] / report['flops_after']:.2f}x fewer), all folded {folded['flops_after'] / 1e6:.1f} M")
     one = [1e3 / stat(results["onnx optimised", 1]) for stat in (statistics.median, max)]
     print(f"\nlatency of one image (optimised): median {one[0]:.3f} ms, best {one[1]:.3f} ms")
 

@@ -190,10 +190,11 @@ def _layers(model):
 
 
 # What a depth_to_space costs, in FLOPs per value it moves. It computes nothing, but it is a
-# strided copy of the whole tensor: measured on the recipe's 28x28 generator, one more
-# depth_to_space (to save 2.7 of 33.8 MFLOPs per image) made the graph 20% slower, so moving a
-# value costs about as much as a few hundred FLOPs (docs/export.md).
-DEPTH_TO_SPACE_FLOPS_PER_VALUE = 256
+# strided copy of the whole tensor, and the convolution after it runs on few channels: measured
+# (benchmarks/sample_speed.py, onnxruntime, 2 cores), one more depth_to_space in the 28x28 graph
+# (saving 2.7 of 33.8 MFLOPs per image) made it 1.28x slower, and in the 32x32x3 graph (saving
+# 10.6 of 53.5) 1.31x slower: both fit about 1,000 FLOPs per value moved (docs/export.md).
+DEPTH_TO_SPACE_FLOPS_PER_VALUE = 1000
 
 _IDENTITY_LAYERS = {"Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "ActivityRegularization"}
 
@@ -206,7 +207,10 @@ class _Planner:
     the final step expands; per-channel parameters are tiled over the factor**2 phases.
     """
 
-    def __init__(self, latent_dim: int):
+    def __init__(self, latent_dim: int, expand_before: frozenset[int] = frozenset()):
+        self.expand_before = expand_before  # indices of the Conv2D layers to run on the true grid
+        self.convs = 0  # Conv2D layers seen so far
+        self.moved = 0  # values all the depth_to_space steps move, per image
         self.steps: list[_Step] = []
         self.factor = 1
         self.height = self.width = None  # coarse grid size once the tensor is an image
@@ -231,7 +235,7 @@ class _Planner:
         if self.upsample_pending:
             raise DcganError("cannot optimise a generator that ends with UpSampling2D; export with --no-optimize")
         if self.factor > 1:
-            self.steps.append(_Step("depth_to_space", {"factor": self.factor}))
+            self._expand()
         _reshape_as_chw(self.steps)
         for step in self.steps:
             step.params = {k: (v.astype(np.float32) if isinstance(v, np.ndarray) else v)
@@ -253,12 +257,9 @@ class _Planner:
         if not subpixel.is_same_odd_conv(layer) or self.height is None:
             raise _unsupported(layer, ", only odd square stride-1 'same' NHWC convolutions")
         kernel, bias = _kernel_bias(layer)
-        expand = DEPTH_TO_SPACE_FLOPS_PER_VALUE * self.height * self.width * self.factor**2 * self.channels
-        if self.factor > 1 and self._flops_on_fine_grid(kernel) + expand < self._flops_on_coarse_grid(kernel):
-            # Folding this stage onto the coarse grid too would cost more than expanding what is
-            # folded so far and running it on the true grid: expand, and fold from here.
-            self.steps.append(_Step("depth_to_space", {"factor": self.factor}))
-            self.height, self.width, self.factor = self.height * self.factor, self.width * self.factor, 1
+        if self.convs in self.expand_before and self.factor > 1:
+            self._expand()  # run this stage on the true grid: fold from here on
+        self.convs += 1
         out_channels = kernel.shape[-1]
         if self.upsample_pending:
             kernel = subpixel.upsample_conv_kernel(kernel)
@@ -326,19 +327,11 @@ class _Planner:
 
     # -- shared by the handlers -------------------------------------------------------------------
 
-    def _stage_kernel_shape(self, kernel: np.ndarray, factor: int) -> tuple:
-        """The shape of the convolution ``kernel`` becomes with ``factor`` phases folded (and its
-        pending upsample, if any): what it would cost there."""
-        if self.upsample_pending:
-            kernel = subpixel.upsample_conv_kernel(kernel)
-        return subpixel.coarse_grid_kernel(kernel, factor).shape
-
-    def _flops_on_coarse_grid(self, kernel: np.ndarray) -> int:
-        return subpixel.conv_flops(self.height, self.width, self._stage_kernel_shape(kernel, self.factor))
-
-    def _flops_on_fine_grid(self, kernel: np.ndarray) -> int:
-        return subpixel.conv_flops(self.height * self.factor, self.width * self.factor,
-                                   self._stage_kernel_shape(kernel, 1))
+    def _expand(self) -> None:
+        """depth_to_space of what is folded so far: the tensor is on its true grid again."""
+        self.steps.append(_Step("depth_to_space", {"factor": self.factor}))
+        self.moved += self.height * self.width * self.factor**2 * self.channels
+        self.height, self.width, self.factor = self.height * self.factor, self.width * self.factor, 1
 
     def _linear_then(self, layer) -> None:
         """After a matmul or conv: its own activation, if any, closes it to BatchNorm folding."""
@@ -373,7 +366,20 @@ def _unsupported(layer, why: str = "") -> DcganError:
 
 
 def _plan(model, latent_dim: int) -> tuple[list[_Step], int]:
-    return _Planner(latent_dim).plan(model)
+    """The cheapest of the plans that expand the folded tensor before any subset of the
+    convolutions: FLOPs plus what their depth_to_space steps cost (at most 2^5 plans to compare)."""
+    convs = sum(type(layer).__name__ == "Conv2D" for layer in _layers(model))
+    if convs > 6:
+        return _Planner(latent_dim, frozenset(range(convs))).plan(model)  # expand before every stage
+    best = None
+    for mask in range(2 ** max(convs - 1, 0)):
+        expand_before = frozenset(i + 1 for i in range(convs - 1) if mask >> i & 1)
+        planner = _Planner(latent_dim, expand_before)
+        steps, flops = planner.plan(model)
+        cost = (flops + DEPTH_TO_SPACE_FLOPS_PER_VALUE * planner.moved, len(expand_before))
+        if best is None or cost < best[0]:
+            best = (cost, steps, flops)
+    return best[1], best[2]
 
 
 def _reshape_as_chw(steps: list[_Step]) -> None:

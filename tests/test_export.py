@@ -114,6 +114,30 @@ def test_build_inference_function_runs_eagerly_and_matches_keras(generator_keras
         assert fn.optimized is optimize and fn.latent_dim == 100
 
 
+@pytest.mark.parametrize("cost, graphs", [
+    (None, {28: 1, 32: 1, 64: 2}),  # the measured cost: fold 28 and 32 fully, expand 64 once part-way
+    (0, {28: 2, 32: 2, 64: 3}),  # expanding is free: every stage on its true grid (fewest FLOPs)
+    (10**12, {28: 1, 32: 1, 64: 1}),  # expanding is dear: every stage folded onto the base grid
+])
+def test_depth_to_space_goes_where_the_counted_cost_is_least(monkeypatch, cost, graphs):
+    from dcgan_export import inference_graph
+    from trainer.testing import random_generator
+
+    if cost is not None:
+        monkeypatch.setattr(inference_graph, "DEPTH_TO_SPACE_FLOPS_PER_VALUE", cost)
+    z = np.random.default_rng(2).standard_normal((2, 100)).astype(np.float32)
+    for size, expected in graphs.items():
+        model = random_generator(0, (size, size, 3 if size != 28 else 1))
+        fn = build_inference_function(model)
+        assert [s.kind for s in fn.steps].count("depth_to_space") == expected, fn.describe()
+        np.testing.assert_allclose(fn(z)["images"].numpy(), model(z, training=False).numpy(), atol=1e-5, rtol=0)
+        if cost == 0:  # nothing is cheaper than the fewest FLOPs
+            flops = fn.flops_per_image
+            monkeypatch.setattr(inference_graph, "DEPTH_TO_SPACE_FLOPS_PER_VALUE", 10**12)
+            assert build_inference_function(model).flops_per_image >= flops
+            monkeypatch.setattr(inference_graph, "DEPTH_TO_SPACE_FLOPS_PER_VALUE", 0)
+
+
 def test_optimiser_handles_other_layer_orders_and_kernel_sizes():
     """BN after an activation (kept as an affine on the phase grid), ReLU, Activation, k = 3 and 5."""
     L = keras.layers

@@ -11,10 +11,10 @@ Generator (H = W, one of IMAGE_SIZES; C = 1 or 3; the shipped digit models are 2
     output  pixels  uint8   [N, H, W]        to_pixels(images), for C = 1
                     uint8   [N, H, W, 3]     for C = 3
 
-Classifier (``dcgan eval``)::
+Classifier (``dcgan eval``; the shipped one is for digits: 28 x 28 x 1, K = 10)::
 
-    input   images    float32 [N, 28, 28, 1] in [-1, 1]
-    output  logits    float32 [N, 10]
+    input   images    float32 [N, H, W, C] in [-1, 1]
+    output  logits    float32 [N, K]
     output  features  float32 [N, D]
 """
 
@@ -102,7 +102,10 @@ DIGIT_DATASETS = ("mnist-8k/train", "mnist-8k", "mnist")
 CLASSIFIER_INPUT = "images"
 CLASSIFIER_LOGITS = "logits"
 CLASSIFIER_FEATURES = "features"
-NUM_CLASSES = 10
+NUM_CLASSES = 10  # the shipped digit classifier's; one trained on other data has its own
+# Metadata key of a classifier trained on other data than mnist-8k: JSON {"spec", "image_size",
+# "channels", "background"}, so dcgan eval draws the same held-out split it was judged on.
+CLASSIFIER_REFERENCE = "reference_data"
 
 # -- arrays crossing the contract ------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ use a small CNN trained on mnist-8k/train (``models/mnist_classifier.onnx``, bui
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Iterable
@@ -24,8 +25,8 @@ import numpy as np
 
 from .errors import DcganError
 from .limits import MAX_EVAL_SAMPLES, MAX_SEED, check_int
-from .contract import (CLASSIFIER_FEATURES, CLASSIFIER_INPUT, CLASSIFIER_LOGITS, DIGIT_DATASETS, IMAGE_SHAPE,
-                       NUM_CLASSES, Meta, check_float_array, to_images)
+from .contract import (CLASSIFIER_FEATURES, CLASSIFIER_INPUT, CLASSIFIER_LOGITS, CLASSIFIER_REFERENCE,
+                       DIGIT_DATASETS, IMAGE_SHAPE, Meta, check_float_array, to_images)
 from .paths import shipped_file
 from .progress import counted
 from .runtime import ModelInput, check_finite, open_session
@@ -101,15 +102,21 @@ def kl_from_uniform(shares: np.ndarray) -> float:
     return float((nonzero * np.log(nonzero * len(shares))).sum())
 
 
-def mode_collapse_warnings(class_shares, low: float = LOW_SHARE, high: float = HIGH_SHARE) -> list[str]:
-    """One message per digit whose share of samples is under ``low`` or over ``high``."""
+def mode_collapse_warnings(class_shares, low: float | None = None, high: float | None = None,
+                           names: list[str] | None = None) -> list[str]:
+    """One message per class whose share of samples is under ``low`` or over ``high`` (by default
+    a fifth of, and three times, its fair share: 2% and 30% for ten digits)."""
     shares = np.asarray(class_shares, np.float64)
+    fair = 1.0 / len(shares)
+    low = LOW_SHARE / 0.1 * fair if low is None else low
+    high = HIGH_SHARE / 0.1 * fair if high is None else high
     warnings = []
-    for digit, share in enumerate(shares):
+    for index, share in enumerate(shares):
+        what = f"class {names[index]!r}" if names else f"digit {index}"
         if share < low:
-            warnings.append(f"MODE COLLAPSE? digit {digit} is only {share:.1%} of samples (under {low:.0%})")
+            warnings.append(f"MODE COLLAPSE? {what} is only {share:.1%} of samples (under {low:.0%})")
         elif share > high:
-            warnings.append(f"MODE COLLAPSE? digit {digit} is {share:.1%} of samples (over {high:.0%})")
+            warnings.append(f"MODE COLLAPSE? {what} is {share:.1%} of samples (over {high:.0%})")
     return warnings
 
 
@@ -137,20 +144,21 @@ class Evaluator:
         inputs = self._session.get_inputs()
         outputs = {o.name: o.shape for o in self._session.get_outputs()}
         found = ", ".join(f"{i.name}{i.shape}" for i in inputs) + " -> " + ", ".join(f"{k}{v}" for k, v in outputs.items())
-        self._input = ModelInput(self._session, f"{path}: not a digit classifier")
-        if (self._input.name != CLASSIFIER_INPUT or tuple(self._input.shape[1:]) != IMAGE_SHAPE
-                or CLASSIFIER_LOGITS not in outputs or CLASSIFIER_FEATURES not in outputs
-                or len(outputs[CLASSIFIER_LOGITS]) != 2 or outputs[CLASSIFIER_LOGITS][1] != NUM_CLASSES
-                or len(outputs[CLASSIFIER_FEATURES]) != 2 or not isinstance(outputs[CLASSIFIER_FEATURES][1], int)):
-            raise DcganError(
-                f"{path}: not a digit classifier: expected images[N, 28, 28, 1] -> logits[N, 10], "
-                f"features[N, D]; found {found}"
-            )
-        self.feature_dim: int = outputs[CLASSIFIER_FEATURES][1]
+        self._input = ModelInput(self._session, f"{path}: not a classifier")
+        shape = tuple(self._input.shape[1:])
+        logits, features = outputs.get(CLASSIFIER_LOGITS), outputs.get(CLASSIFIER_FEATURES)
+        if (self._input.name != CLASSIFIER_INPUT or len(shape) != 3 or not all(isinstance(d, int) for d in shape)
+                or logits is None or features is None or len(logits) != 2 or not isinstance(logits[1], int)
+                or logits[1] < 2 or len(features) != 2 or not isinstance(features[1], int)):
+            raise DcganError(f"{path}: not a classifier: expected images[N, H, W, C] -> logits[N, K], "
+                             f"features[N, D]; found {found}")
+        self.image_shape: tuple[int, int, int] = shape
+        self.num_classes: int = logits[1]
+        self.feature_dim: int = features[1]
 
     def classify(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """float images [n, 28, 28, 1] in [-1, 1] -> (softmax probabilities [n, 10], features [n, D])."""
-        images = check_images(images)
+        """float images [n, H, W, C] in [-1, 1] -> (softmax probabilities [n, K], features [n, D])."""
+        images = check_images(images, self.image_shape)
         probs, features = [], []
         for start in range(0, len(images), BATCH):
             logits, feats = self._input.run(self._session, [CLASSIFIER_LOGITS, CLASSIFIER_FEATURES],
@@ -159,23 +167,43 @@ class Evaluator:
             features.append(feats.astype(np.float64))
         return np.concatenate(probs), np.concatenate(features)
 
-    def reference_statistics(self) -> tuple[np.ndarray, np.ndarray]:
-        """Feature mean and covariance of the held-out digits (the comparison set), cached."""
-        if self._reference is None:
-            from . import datasets
+    def _splits(self):
+        """(train, held out) of the data the classifier was trained on: the embedded digits, or
+        the data set its metadata names (decoded through the same folder cache as training)."""
+        from . import datasets
 
-            heldout = datasets.load(REFERENCE_DATA, "heldout")
+        record = self.metadata.get(CLASSIFIER_REFERENCE)
+        if record is None:
+            return datasets.labelled_splits(REFERENCE_DATA)
+        try:
+            ref = json.loads(record)
+            options = datasets.ImageOptions(int(ref["image_size"]), int(ref["channels"]),
+                                            tuple(int(v) for v in ref["background"]))
+            return datasets.labelled_splits(str(ref["spec"]), options)
+        except (ValueError, KeyError, TypeError):
+            raise DcganError(f"{self.classifier_path}: unreadable {CLASSIFIER_REFERENCE} metadata") from None
+
+    def reference_statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Feature mean and covariance of the held-out images (the comparison set), cached."""
+        if self._reference is None:
+            self._train, heldout = self._splits()
             self._reference = feature_statistics(self.classify(to_images(heldout.images))[1])
         return self._reference
 
     def floor_fid(self) -> float:
-        """FID of real train digits against held-out ones: the best a generator can hope for."""
+        """FID of real train images against held-out ones: the best a generator can hope for."""
         if self._floor is None:
-            from . import datasets
-
-            train = datasets.load(REFERENCE_DATA, "train")
-            self._floor = self.fid_of_features(self.classify(to_images(train.images))[1])
+            self.reference_statistics()
+            self._floor = self.fid_of_features(self.classify(to_images(self._train.images))[1])
         return self._floor
+
+    def class_names(self) -> list[str] | None:
+        """The classifier's class names (its metadata), or None for the digits, numbered."""
+        try:
+            names = json.loads(self.metadata.get(Meta.CLASS_NAMES, "null"))
+        except ValueError:
+            return None
+        return names if isinstance(names, list) and len(names) == self.num_classes else None
 
     def fid_of_features(self, features: np.ndarray) -> float:
         mu, cov = feature_statistics(features)
@@ -202,7 +230,7 @@ class Evaluator:
         return self.score_outputs(np.concatenate(probs), np.concatenate(features))
 
     def score_outputs(self, probs: np.ndarray, features: np.ndarray) -> dict:
-        counts = np.bincount(probs.argmax(axis=1), minlength=NUM_CLASSES)
+        counts = np.bincount(probs.argmax(axis=1), minlength=probs.shape[1])
         shares = counts / counts.sum()
         return {
             "n": int(len(probs)),
@@ -214,14 +242,15 @@ class Evaluator:
             "kl_uniform": kl_from_uniform(shares),
             "mean_confidence": float(probs.max(axis=1).mean()),
             "classifier_score": classifier_score(probs),
-            "warnings": mode_collapse_warnings(shares),
+            "class_names": self.class_names(),
+            "warnings": mode_collapse_warnings(shares, names=self.class_names()),
         }
 
 
-def check_images(images) -> np.ndarray:
-    """images as C-contiguous float32 [n, 28, 28, 1], or a DcganError saying what is wrong."""
+def check_images(images, shape: tuple = IMAGE_SHAPE) -> np.ndarray:
+    """images as C-contiguous float32 [n, *shape], or a DcganError saying what is wrong."""
     arr = np.asarray(images)
-    return check_float_array(arr[..., None] if arr.ndim == 3 else arr, "images", IMAGE_SHAPE)
+    return check_float_array(arr[..., None] if arr.ndim == 3 else arr, "images", tuple(shape))
 
 
 def evaluate_generator(model: str | os.PathLike | None, n: int = 10000, seed: int = 0,
@@ -243,14 +272,12 @@ def evaluate_generator(model: str | os.PathLike | None, n: int = 10000, seed: in
         raise DcganError(f"--batch-size must be >= 1, got {batch_size}")
     seed = check_int(seed, "--seed", 0, MAX_SEED)
     sampler = Sampler(model)
-    if sampler.image_shape != IMAGE_SHAPE:
-        raise DcganError(f"{sampler.model_path} makes {'x'.join(map(str, sampler.image_shape))} images; the digit "
-                         f"classifier dcgan eval scores with takes {'x'.join(map(str, IMAGE_SHAPE))}")
-    trained_on = sampler.metadata.get(Meta.DATASET, Meta.UNKNOWN)
-    if trained_on not in (*DIGIT_DATASETS, Meta.UNKNOWN) and not any_data:
-        raise DcganError(f"{sampler.model_path} was trained on {trained_on!r}, not digits: a digit classifier's "
-                         "figures would mean nothing (--any-data scores it anyway)")
     evaluator = evaluator or Evaluator(classifier_path)
+    if sampler.image_shape != evaluator.image_shape:
+        raise DcganError(f"{sampler.model_path} makes {_shape(sampler.image_shape)} images; the classifier "
+                         f"{evaluator.classifier_path} takes {_shape(evaluator.image_shape)}: train one on the "
+                         "model's data with dcgan classifier --data DATA and pass it as --classifier")
+    _check_same_data(sampler, evaluator, any_data)
     batches = sampler.iter_batches(n, seed=seed, batch_size=batch_size)
     figures = evaluator.score_batches(counted(batches, n, "scoring") if progress else batches)
     return {
@@ -261,6 +288,30 @@ def evaluate_generator(model: str | os.PathLike | None, n: int = 10000, seed: in
         "seed": seed,
         **figures,
     }
+
+
+def _shape(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def _check_same_data(sampler, evaluator: Evaluator, any_data: bool) -> None:
+    """A classifier's figures mean something for a generator trained on the data it knows: the
+    digits for the shipped one, its own data set (same sha256) for one trained with --data."""
+    if any_data:
+        return
+    trained_on = sampler.metadata.get(Meta.DATASET, Meta.UNKNOWN)
+    if CLASSIFIER_REFERENCE not in evaluator.metadata:
+        if trained_on not in (*DIGIT_DATASETS, Meta.UNKNOWN):
+            raise DcganError(f"{sampler.model_path} was trained on {trained_on!r}, not digits: a digit classifier's "
+                             "figures would mean nothing (train one on that data with dcgan classifier --data; "
+                             "--any-data scores it anyway)")
+        return
+    model_data = sampler.metadata.get(Meta.DATASET_SHA256, Meta.UNKNOWN)
+    classifier_data = evaluator.metadata.get("data_sha256")
+    if model_data != Meta.UNKNOWN and model_data != classifier_data:
+        raise DcganError(f"{sampler.model_path} was trained on other data ({trained_on!r}) than the classifier "
+                         f"{evaluator.classifier_path} ({evaluator.metadata.get('train_split')}); --any-data "
+                         "scores it anyway")
 
 
 def _float_or_none(value: str | None) -> float | None:
@@ -278,8 +329,8 @@ def format_report(report: dict) -> str:
                        f"{_percent(report.get('classifier_accuracy'))})"),
         ("samples", f"{report['n']} (seed {report['seed']}) vs {report['reference']}"),
         ("classifier FID", f"{report['fid']:.3f}"),
-        ("  floor (real train digits)", f"{report['fid_floor']:.3f}"),
-        ("classifier score", f"{report['classifier_score']:.3f}  (max 10)"),
+        ("  floor (real train images)", f"{report['fid_floor']:.3f}"),
+        ("classifier score", f"{report['classifier_score']:.3f}  (max {len(report['class_shares'])})"),
         ("mean confidence", f"{report['mean_confidence']:.3f}"),
         ("KL(classes || uniform)", f"{report['kl_uniform']:.4f} nats"),
         ("smallest class share", f"{report['min_class_share']:.1%}"),
@@ -287,8 +338,10 @@ def format_report(report: dict) -> str:
     width = max(len(name) for name, _ in rows)
     lines = [f"{name:<{width}}  {value}" for name, value in rows]
     lines.append("class shares:")
-    for digit, share in enumerate(report["class_shares"]):
-        lines.append(f"  {digit}  {share:6.1%}  {'#' * int(round(share * 100))}")
+    names = report.get("class_names") or [str(i) for i in range(len(report["class_shares"]))]
+    name_width = max(len(name) for name in names)
+    for name, share in zip(names, report["class_shares"]):
+        lines.append(f"  {name:<{name_width}}  {share:6.1%}  {'#' * int(round(share * 100))}")
     return "\n".join(lines)
 
 

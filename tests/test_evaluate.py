@@ -176,7 +176,7 @@ def test_evaluator_rejects_missing_corrupt_and_non_classifier_models(tmp_path, t
     corrupt.write_bytes(b"\x08\x07garbage" * 10)
     with pytest.raises(DcganError, match="not a loadable ONNX model"):
         Evaluator(corrupt)
-    with pytest.raises(DcganError, match="not a digit classifier"):
+    with pytest.raises(DcganError, match="not a classifier"):
         Evaluator(tiny_generator_onnx)
 
 
@@ -225,7 +225,7 @@ def test_cli_eval_json_without_tensorflow(tmp_path):
 def test_cli_eval_table(tiny_generator_onnx):
     result = run_dcgan("eval", str(tiny_generator_onnx), "--n", "64", "--batch-size", "20")
     assert result.returncode == 0, result.stderr
-    for label in ("classifier FID", "floor (real train digits)", "classifier score", "mean confidence",
+    for label in ("classifier FID", "floor (real train images)", "classifier score", "mean confidence",
                   "KL(classes || uniform)", "smallest class share", "class shares:"):
         assert label in result.stdout
     assert "64 (seed 0)" in result.stdout
@@ -296,7 +296,7 @@ def test_cli_eval_bad_files(tmp_path, tiny_generator_onnx):
     cases = [
         ([str(tmp_path / "missing.onnx")], "model not found"),
         ([str(corrupt)], "not a loadable ONNX model"),
-        ([str(tiny_generator_onnx), "--classifier", str(tiny_generator_onnx)], "not a digit classifier"),
+        ([str(tiny_generator_onnx), "--classifier", str(tiny_generator_onnx)], "not a classifier"),
         ([str(tiny_generator_onnx), "--classifier", str(corrupt)], "not a loadable ONNX model"),
         ([str(evaluate.default_classifier_path())], "not a generator"),
     ]
@@ -364,5 +364,5 @@ def test_a_model_producing_nan_fails_eval_in_one_line(tmp_path):
 
 def test_eval_refuses_a_model_of_another_shape_even_with_any_data(tmp_path):
     model = make_tiny_generator(tmp_path / "rgb.onnx", shape=(32, 32, 3))
-    with pytest.raises(DcganError, match="makes 32x32x3 images; the digit classifier dcgan eval scores with takes 28x28x1"):
+    with pytest.raises(DcganError, match="makes 32x32x3 images; the classifier .* takes 28x28x1: train one on the model.s data"):
         evaluate.evaluate_generator(model, n=10, any_data=True)

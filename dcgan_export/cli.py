@@ -92,20 +92,35 @@ def sample(n, out, out_dir, model, seed, noise, nrow, fmt, batch_size, threads) 
 @click.option("--n", "n", type=int, default=10000, show_default=True, help="Images to generate and score.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Noise seed (image i uses default_rng([seed, i])).")
 @click.option("--classifier", type=click.Path(dir_okay=False), default=None,
-              help="Digit classifier ONNX [default: the shipped models/mnist_classifier.onnx].")
+              help="Classifier ONNX (dcgan classifier) [default: the shipped digit classifier].")
+@click.option("--features", type=click.Path(dir_okay=False), default=None,
+              help="Any feature extractor ONNX (images [N,H,W,C] -> [N,D]), for unlabelled data; needs --data.")
+@click.option("--data", default=None, help="With --features: the real images to compare with (as dcgan train's).")
 @click.option("--batch-size", type=int, default=500, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-@click.option("--any-data", is_flag=True, help="Score a model trained on images other than digits anyway.")
-def eval_command(model: str, n: int, seed: int, classifier: str | None, batch_size: int, as_json: bool,
-                 any_data: bool) -> None:
-    """Score MODEL's samples in a digit classifier's feature space: FID against held-out digits,
-    class balance, confidence, classifier score. Warns on stderr when classes collapse."""
+@click.option("--any-data", is_flag=True, help="Score a model trained on other data than the classifier's anyway.")
+def eval_command(model: str, n: int, seed: int, classifier: str | None, features: str | None, data: str | None,
+                 batch_size: int, as_json: bool, any_data: bool) -> None:
+    """Score MODEL's samples in a classifier's feature space (FID against held-out images, class
+    balance, confidence, classifier score; warns on stderr when classes collapse), or with
+    --features and --data, the FID in any feature extractor's space against real images."""
     import json
 
-    from .evaluate import evaluate_generator, format_report
+    if (features is None) != (data is None):
+        raise DcganError("--features and --data go together: a feature extractor, and the real images to compare with")
+    if features is not None:
+        if classifier is not None:
+            raise DcganError("give --classifier or --features, not both")
+        from .evaluate import check_counts
+        from .feature_fid import evaluate_with_features, format_report
 
-    report = evaluate_generator(model, n=n, seed=seed, classifier_path=classifier, batch_size=batch_size,
-                                any_data=any_data, progress=True)
+        check_counts(n, batch_size)
+        report = evaluate_with_features(model, features, data, n=n, seed=seed, batch_size=batch_size, progress=True)
+    else:
+        from .evaluate import evaluate_generator, format_report
+
+        report = evaluate_generator(model, n=n, seed=seed, classifier_path=classifier, batch_size=batch_size,
+                                    any_data=any_data, progress=True)
     click.echo(json.dumps(report) if as_json else format_report(report))
     for warning in report["warnings"]:
         click.echo(f"WARNING: {warning}", err=True)

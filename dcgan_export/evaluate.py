@@ -264,19 +264,15 @@ def evaluate_generator(model: str | os.PathLike | None, n: int = 10000, seed: in
     """
     from .runtime import Sampler
 
-    if n < 1:
-        raise DcganError(f"--n must be >= 1, got {n}")
-    if n > MAX_N:
-        raise DcganError(f"--n must be <= {MAX_N:,} (memory grows with n), got {n}")
-    if batch_size < 1:
-        raise DcganError(f"--batch-size must be >= 1, got {batch_size}")
+    check_counts(n, batch_size)
     seed = check_int(seed, "--seed", 0, MAX_SEED)
     sampler = Sampler(model)
     evaluator = evaluator or Evaluator(classifier_path)
     if sampler.image_shape != evaluator.image_shape:
         raise DcganError(f"{sampler.model_path} makes {_shape(sampler.image_shape)} images; the classifier "
                          f"{evaluator.classifier_path} takes {_shape(evaluator.image_shape)}: train one on the "
-                         "model's data with dcgan classifier --data DATA and pass it as --classifier")
+                         "model's data with dcgan classifier --data DATA and pass it as --classifier (unlabelled "
+                         "data: --features F.onnx --data DATA)")
     _check_same_data(sampler, evaluator, any_data)
     batches = sampler.iter_batches(n, seed=seed, batch_size=batch_size)
     figures = evaluator.score_batches(counted(batches, n, "scoring") if progress else batches)
@@ -288,6 +284,16 @@ def evaluate_generator(model: str | os.PathLike | None, n: int = 10000, seed: in
         "seed": seed,
         **figures,
     }
+
+
+def check_counts(n: int, batch_size: int) -> None:
+    """--n and --batch-size of dcgan eval, before anything loads."""
+    if n < 1:
+        raise DcganError(f"--n must be >= 1, got {n}")
+    if n > MAX_N:
+        raise DcganError(f"--n must be <= {MAX_N:,} (memory grows with n), got {n}")
+    if batch_size < 1:
+        raise DcganError(f"--batch-size must be >= 1, got {batch_size}")
 
 
 def _shape(shape) -> str:

@@ -155,8 +155,9 @@ def serve(model, host, port, threads, log_level) -> None:
 _register_training_commands()
 
 
-# OS errors that say the path the user typed is unusable (bad input, exit 2), not that the
-# machine failed (a full disk, an I/O error: exit 1).
+# OS errors that mean a path is unusable as given (too long, not a directory, missing): almost
+# always one the user typed, so bad input (exit 2); the machine failing (a full disk, an I/O
+# error, a permission) exits 1.
 PATH_ERRNOS = {errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EINVAL, errno.ENOENT}
 
 

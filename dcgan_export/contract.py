@@ -74,6 +74,13 @@ def to_images(pixels: np.ndarray) -> np.ndarray:
     return scaled[..., None] if scaled.ndim == 3 else scaled
 
 
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB [..., 3] -> uint8 grey [...]: ITU-R 601 luma, rounded as Pillow's convert("L")
+    does, so a folder's images and converted arrays turn grey alike."""
+    weights = np.asarray([299, 587, 114], dtype=np.uint32)
+    return ((np.asarray(rgb).astype(np.uint32) @ weights + 500) // 1000).astype(np.uint8)
+
+
 class Meta:
     """Keys of the metadata (``metadata_props``) that ``dcgan export`` writes into a generator."""
 

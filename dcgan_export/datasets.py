@@ -22,8 +22,9 @@ from typing import BinaryIO, Callable
 
 import numpy as np
 
-from .contract import IMAGE_SIZES
+from .contract import IMAGE_SIZES, luma
 from .errors import DcganError, first_line
+from .paths import file_sha256
 
 IMAGES_IDX = "train-images-idx3-ubyte"
 LABELS_IDX = "train-labels-idx1-ubyte"
@@ -35,6 +36,7 @@ MNIST_CACHE = Path("~/.keras/datasets/mnist.npz").expanduser()
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 NAMES = ("mnist-8k", "mnist", "fashion-mnist")
 MAX_IDX_BYTES = 2**31  # 2 GiB of pixels: 2.7 million 28x28 images
+READ_CHUNK = 16 * 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,8 +123,7 @@ def _conform(data: Dataset, options: ImageOptions) -> Dataset:
     if options.channels == 3:
         images = np.repeat(data.images[..., None], 3, axis=-1)
     else:
-        weights = np.asarray([299, 587, 114], dtype=np.uint32)  # ITU-R 601 luma, as Pillow's "L"
-        images = ((data.images.astype(np.uint32) @ weights + 500) // 1000).astype(np.uint8)
+        images = luma(data.images)
     return dataclasses.replace(data, images=images)
 
 
@@ -191,36 +192,34 @@ def _idx_dir(directory: Path, name: str) -> Dataset:
         labels = read_idx_file(labels_path, IDX_LABELS_MAGIC)
         if len(labels) != len(images):
             raise DcganError(f"{labels_path}: {len(labels)} labels for {len(images)} images")
-    return Dataset(name, _check_images(images, images_path), labels, _sha256(images_path))
+    return Dataset(name, _check_images(images, images_path), labels, file_sha256(images_path))
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_idx_file(path: Path, magic: int) -> np.ndarray:
     """An IDX file, plain or gzipped, read as a stream: nothing larger than what its (checked)
-    header promises is ever allocated, so a lying header or a gzip bomb costs nothing."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            return read_idx(f, magic, path)
-    except (OSError, EOFError, zlib.error) as exc:
+    header promises, and what actually arrives, is ever allocated, so a lying header or a gzip
+    bomb costs nothing."""
+    with open(path, "rb") as raw:  # an OSError here is about the file, not its format
         if path.suffix != ".gz":
-            raise
-        raise DcganError(f"{path}: not a valid gzip file ({first_line(exc)})") from None
+            return read_idx(raw, magic, path, available=os.fstat(raw.fileno()).st_size)
+        try:
+            with gzip.GzipFile(fileobj=raw) as stream:
+                return read_idx(stream, magic, path)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise DcganError(f"{path}: not a valid gzip file ({first_line(exc)})") from None
 
 
-def read_idx(data: bytes | BinaryIO, magic: int, path: Path | str = "<bytes>") -> np.ndarray:
+def read_idx(data: bytes | BinaryIO, magic: int, path: Path | str = "<bytes>", available: int | None = None) -> np.ndarray:
     """Parse an IDX file (big-endian header: magic, then one uint32 per dimension) of uint8.
 
     The data must be exactly as long as the header's dimensions multiply to (with Python
-    integers, which cannot wrap), and at most MAX_IDX_BYTES."""
-    stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    integers, which cannot wrap), and at most MAX_IDX_BYTES. ``available``: the file's size,
+    where known, checked before any data is read; otherwise the data is read in chunks."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        available = len(data)
+        data = io.BytesIO(data)
+    stream = data
     head = stream.read(4)
     if len(head) < 4:
         raise DcganError(f"{path}: too short to be an IDX file ({len(head)} bytes)")
@@ -236,9 +235,16 @@ def read_idx(data: bytes | BinaryIO, magic: int, path: Path | str = "<bytes>") -
     promise = f"header promises {' x '.join(map(str, shape))} = {expected:,} bytes of data"
     if expected > MAX_IDX_BYTES:
         raise DcganError(f"{path}: {promise}, more than the {MAX_IDX_BYTES:,} this loader takes")
-    body = stream.read(expected)
-    if len(body) < expected:
-        raise DcganError(f"{path}: truncated IDX file: {promise}, found {len(body):,}")
+    if available is not None and available - 4 - 4 * ndim != expected:
+        found_bytes = available - 4 - 4 * ndim
+        what = "truncated IDX file" if found_bytes < expected else "IDX file longer than its header says"
+        raise DcganError(f"{path}: {what}: {promise}, found {found_bytes:,}")
+    body = bytearray()
+    while len(body) < expected:  # in chunks: memory follows the data that arrives, not the promise
+        chunk = stream.read(min(READ_CHUNK, expected - len(body)))
+        if not chunk:
+            raise DcganError(f"{path}: truncated IDX file: {promise}, found {len(body):,}")
+        body += chunk
     if stream.read(1):
         raise DcganError(f"{path}: IDX file longer than its header says: {promise}, found more")
     return np.frombuffer(body, dtype=np.uint8).reshape(shape)

@@ -33,7 +33,7 @@ from .runtime import ModelInput, check_finite, open_session
 
 CLASSIFIER_FILENAME = "mnist_classifier.onnx"
 REFERENCE_DATA = "mnist-8k"
-LOW_SHARE = 0.02  # a digit under 2% of samples has (nearly) vanished: one tenth of its fair share
+LOW_SHARE = 0.02  # a digit under 2% of samples has (nearly) vanished: a fifth of its fair share
 HIGH_SHARE = 0.30  # one digit over 30% is three times its fair share
 BATCH = 500
 MAX_N = MAX_EVAL_SAMPLES
@@ -164,7 +164,7 @@ class Evaluator:
             logits, feats = self._input.run(self._session, [CLASSIFIER_LOGITS, CLASSIFIER_FEATURES],
                                             images[start:start + BATCH])
             probs.append(softmax(check_finite(logits, str(self.classifier_path))))
-            features.append(feats.astype(np.float64))
+            features.append(check_finite(feats, str(self.classifier_path)).astype(np.float64))
         return np.concatenate(probs), np.concatenate(features)
 
     def _splits(self):

@@ -13,7 +13,6 @@ TensorFlow is imported inside the functions: ``dcgan`` commands other than expor
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -25,7 +24,7 @@ from .errors import DcganError, first_line
 from .inference_graph import InferenceFunction, build_inference_function
 from .parity import parity_check
 from .contract import IMAGES_OUTPUT, PIXELS_OUTPUT, Meta
-from .paths import check_output_file
+from .paths import check_output_file, file_sha256
 from .run_dir import RunDir
 
 def resolve_source(src: str | os.PathLike) -> tuple[Path, RunDir | None]:
@@ -148,7 +147,7 @@ def metadata(function: InferenceFunction, records: dict, source: Path, parity: d
         Meta.CHANNELS: str(c),
         **records,
         "source_file": source.name,
-        "source_sha256": _sha256(source),
+        "source_sha256": file_sha256(source),
         "dcgan_version": __version__,
         "optimized": "true" if function.optimized else "false",
         "graph": function.describe(),
@@ -231,13 +230,6 @@ def export_generator(src: str | os.PathLike, out: str | os.PathLike, optimize: b
         raise DcganError(f"parity gate failed ({why}); nothing written to {out}", exit_code=1)
     return report
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _quiet_tensorflow() -> None:

@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from .atomic import atomic_path
-from .contract import check_image_size
+from .contract import check_image_size, luma
 from .errors import DcganError, first_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
@@ -65,7 +65,7 @@ def list_images(root: Path) -> Listing:
         raise DcganError(f"{root}: not a directory")
     files, ignored = [], 0
     for directory, subdirs, names in os.walk(root, onerror=_raise_walk_error):
-        subdirs.sort()
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))  # .thumbnails, .git: not images
         for name in sorted(names):
             if name.startswith("."):
                 continue
@@ -135,7 +135,7 @@ def _decode_all(listing: Listing, size: int, channels: int | None, background, s
                 raise DcganError(f"{exc} (--skip-bad leaves such files out)") from None
             skipped.append(str(path))
             continue
-        images[len(kept)] = _to_grey(rgb) if channels == 1 else rgb
+        images[len(kept)] = luma(rgb) if channels == 1 else rgb
         kept.append(i)
     if skipped:
         say(f"skipped {len(skipped)} bad image file{'s' * (len(skipped) > 1)}, e.g. {skipped[0]}")
@@ -192,12 +192,6 @@ def _flatten(image, background):
         canvas.alpha_composite(rgba)
         return canvas.convert("RGB")
     return image.convert("RGB")
-
-
-def _to_grey(rgb: np.ndarray) -> np.ndarray:
-    """ITU-R 601 luma, as Pillow's convert("L") computes it, for --channels 1 on colour images."""
-    weights = np.asarray([299, 587, 114], dtype=np.uint32)
-    return ((rgb.astype(np.uint32) @ weights + 500) // 1000).astype(np.uint8)
 
 
 # -- the cache -----------------------------------------------------------------------------------

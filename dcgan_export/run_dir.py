@@ -21,12 +21,16 @@ from __future__ import annotations
 import csv
 import fcntl
 import json
+import re
 import os
 import shutil
 from pathlib import Path
 
 from .atomic import atomic_open, atomic_write_text
 from .errors import DcganError
+
+
+_TEMP_NAME = re.compile(r"\.(.+)\.[A-Za-z0-9_]{8}\.(?:tmp|keras)")  # dcgan_export/atomic.py's temporary files
 
 
 class RunDir:
@@ -201,12 +205,13 @@ class RunDir:
 
     # -- one process at a time ---------------------------------------------------------------------
 
-    def lock(self) -> None:
+    def lock(self) -> bool:
         """Hold RUN/.lock (an flock: the kernel lets go when the process dies, SIGKILL included) for
-        this process, or a one-line DcganError if another process trains the run. Idempotent."""
+        this process, or a one-line DcganError if another process trains the run. Returns whether
+        this call took it (False: the process already held it; only the taker should unlock)."""
         key = self.path.resolve()
         if key in self._held:
-            return
+            return False
         try:
             fd = os.open(self.path / self.LOCK, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
@@ -221,6 +226,7 @@ class RunDir:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._held[key] = fd
+        return True
 
     def unlock(self) -> None:
         fd = self._held.pop(self.path.resolve(), None)
@@ -241,12 +247,15 @@ class RunDir:
         return removed
 
     def _is_temp_name(self, name: str, in_samples: bool) -> bool:
-        if not name.startswith(".") or name == self.LOCK:
+        """``.<target>.<mkstemp's 8 characters><suffix>`` for a target the run writes, and nothing
+        else (an editor's ``.config.json.swp`` is the user's)."""
+        match = _TEMP_NAME.fullmatch(name)
+        if match is None:
             return False
-        target = name[1:]
+        target = match.group(1)
         if in_samples:
-            return target.startswith("iter_") and ".png." in target
-        return any(target.startswith(artifact + ".") for artifact in self.ARTIFACTS)
+            return target.startswith("iter_") and target.endswith(".png")
+        return target in self.ARTIFACTS
 
     # -- starting over ---------------------------------------------------------------------------
 
@@ -300,7 +309,7 @@ def trim_log(path: Path, columns: list[str], last_iteration: int) -> list[list[s
                 break
             except csv.Error:  # a line past the csv module's field limit: skip it
                 continue
-            if (len(row) == len(columns) and row[0].isdigit() and int(row[0]) <= last_iteration
+            if (len(row) == len(columns) and row[0].isascii() and row[0].isdigit() and int(row[0]) <= last_iteration
                     and all(_is_number(cell) for cell in row[1:])
                     and (not kept or int(row[0]) > int(kept[-1][0]))):
                 kept.append(row)

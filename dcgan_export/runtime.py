@@ -154,7 +154,7 @@ def _float_output(meta, what: str) -> None:
 
 def check_finite(images: np.ndarray, what: str) -> np.ndarray:
     """``images`` unchanged, or a ModelOutputError: a model producing NaN must not pass as black images."""
-    bad = ~np.isfinite(images.reshape(len(images), -1)).all(axis=1)
+    bad = ~np.isfinite(images).all(axis=tuple(range(1, images.ndim)))
     if bad.any():
         raise ModelOutputError(f"{what}: the model produced NaN or infinite values "
                                f"for {int(bad.sum())} of {len(images)} images")
@@ -192,7 +192,9 @@ class Sampler:
             raise DcganError(f"{path}: not a generator: output {IMAGES_OUTPUT!r} must be [N, H, W, 1 or 3], "
                              f"found {outputs[IMAGES_OUTPUT].shape}")
         pixels = outputs.get(PIXELS_OUTPUT)
-        self._outputs = [IMAGES_OUTPUT] + ([PIXELS_OUTPUT] if pixels is not None and pixels.type == "tensor(uint8)" else [])
+        usable = (pixels is not None and pixels.type == "tensor(uint8)"
+                  and tuple(pixels.shape[1:]) == self.pixel_shape)  # else they are made from images
+        self._outputs = [IMAGES_OUTPUT] + ([PIXELS_OUTPUT] if usable else [])
         self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
 
     def __repr__(self) -> str:

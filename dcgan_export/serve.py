@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import socket
 from contextlib import asynccontextmanager
@@ -85,8 +86,8 @@ class Limits:
                 value = int(raw) if field.type == "int" else float(raw)
             except ValueError:
                 raise DcganError(f"{name} must be a number, got {raw[:40]!r}") from None
-            if value <= 0:
-                raise DcganError(f"{name} must be positive, got {raw[:40]!r}")
+            if not (math.isfinite(value) and value > 0):  # nan or inf would switch the bound off
+                raise DcganError(f"{name} must be a finite number > 0, got {raw[:40]!r}")
             values[field.name] = value
         limits = cls(**values)
         if limits.body_bytes_in_flight < MAX_BODY_BYTES:

@@ -169,8 +169,10 @@ def test_a_run_killed_before_its_first_checkpoint_starts_over_with_its_options(r
 
 
 def test_a_resume_removes_the_temporary_files_crashed_writes_left(run):
-    stale = [run / ".checkpoint.npz.k2j3h4.tmp", run / ".generator.keras.a1b2c3.keras", run / "samples" / ".iter_000002.png.zz.tmp"]
-    kept = [run / ".hidden-user-file", run / "notes.txt", run / "samples" / ".other"]
+    stale = [run / ".checkpoint.npz.k2j3h4x_.tmp", run / ".generator.keras.a1b2c3d4.keras",
+             run / "samples" / ".iter_000002.png.zz9_8y7x.tmp"]
+    kept = [run / ".hidden-user-file", run / "notes.txt", run / "samples" / ".other", run / ".config.json.swp",
+            run / ".notes.txt.abcdefgh.tmp"]
     for path in stale + kept:
         path.write_bytes(b"x" * 1000)
     plan = plan_resume(run, {"iterations": 6})

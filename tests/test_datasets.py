@@ -111,11 +111,31 @@ def test_corrupt_gzip_is_a_one_line_error(tmp_path):
 ])
 @pytest.mark.parametrize("compress", [False, True])
 def test_idx_headers_that_lie_are_refused_before_allocating(tmp_path, shape, message, compress):
+    import tracemalloc
+
     raw = struct.pack(">I3I", 2051, *shape) + bytes(784 * (1 if shape[0] == 2 else 2))
     name = "train-images-idx3-ubyte" + (".gz" if compress else "")
     (tmp_path / name).write_bytes(gzip.compress(raw) if compress else raw)
-    with pytest.raises(DcganError, match=message):
-        datasets.load(str(tmp_path))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DcganError, match=message):
+            datasets.load(str(tmp_path))
+        assert tracemalloc.get_traced_memory()[1] < 20 * 2**20  # what arrives, not what the header says
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_header_that_promises_gigabytes_of_a_small_file_allocates_nothing(tmp_path):
+    import tracemalloc
+
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(struct.pack(">I3I", 2051, 20000, 300, 300) + bytes(100))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DcganError, match="truncated IDX file: header promises 20000 x 300 x 300"):
+            datasets.load(str(tmp_path))
+        assert tracemalloc.get_traced_memory()[1] < 2**20
+    finally:
+        tracemalloc.stop()
 
 
 def test_a_gzip_bomb_behind_a_lying_header_is_not_inflated(tmp_path):

@@ -179,3 +179,10 @@ def test_empty_and_missing_folders_and_the_memory_ceiling(tmp_path, monkeypatch)
     with pytest.raises(DcganError, match=r"3 images at 16x16 take 0.0 GB decoded, over the .* --channels 1"):
         load(tmp_path / "f", tmp_path / "c")
     assert len(load(tmp_path / "f", tmp_path / "c", channels=1).images) == 3  # a third of the bytes fits
+
+
+def test_hidden_folders_are_neither_images_nor_classes(tmp_path):
+    make_folder(tmp_path / "f", {"cats/a.png": shape_image("L"), "dogs/b.png": shape_image("L", seed=1),
+                                 ".thumbnails/c.png": shape_image("L", seed=2), "cats/.d.png": shape_image("L")})
+    listing = list_images(tmp_path / "f")
+    assert listing.class_names == ("cats", "dogs") and [p.name for p in listing.files] == ["a.png", "b.png"]

@@ -117,7 +117,7 @@ def test_claim_makes_clears_or_refuses(tmp_path):
         RunDir(old).claim(force=False)
     RunDir(old).claim(force=True, dry_run=True)
     assert (old / "config.json").exists()
-    (old / ".checkpoint.npz.x1y2.tmp").write_bytes(b"left by a crash")
+    (old / ".checkpoint.npz.x1y2z3w4.tmp").write_bytes(b"left by a crash")
     RunDir(old).claim(force=True)
     assert sorted(p.name for p in old.iterdir()) == [RunDir.LOCK, "notes.txt"]
     RunDir(old).unlock()
@@ -137,7 +137,7 @@ def test_trim_log_keeps_whole_rows_up_to_the_checkpoint(tmp_path):
 
 def test_trim_log_drops_garbage_an_edit_or_a_crash_left(tmp_path):
     log = tmp_path / "losses.csv"
-    garbage = ["1,0.5", "2,abc", "2,0.4", "\x00\x01junk", "1,0.9", "x" * 200_000, "3,nan", "٣,0.1", "4,0.2"]
+    garbage = ["1,0.5", "2,abc", "2,0.4", "\x00\x01junk", "1,0.9", "x" * 200_000, "٣,0.1", "3,nan", "4,0.2"]
     log.write_text("iteration,a\n" + "\n".join(garbage) + "\n", errors="surrogateescape")
     assert trim_log(log, ["iteration", "a"], 3) == [["1", "0.5"], ["2", "0.4"], ["3", "nan"]]
     assert log.read_text().splitlines() == ["iteration,a", "1,0.5", "2,0.4", "3,nan"]
@@ -156,3 +156,14 @@ def test_a_failed_write_keeps_the_old_file_leaves_no_temp_and_names_its_file(tmp
             raise OSError(errno.ENOSPC, "No space left on device")  # what a full disk raises mid-write
     assert failure.value.errno == errno.ENOSPC and failure.value.filename == str(target)
     assert target.read_text() == "previous" and [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_only_the_call_that_took_the_lock_releases_it(tmp_path):
+    run = RunDir(tmp_path)
+    assert run.lock() is True and run.lock() is False  # the second call: already held here
+    script = f"from dcgan_export.run_dir import RunDir\ntry:\n    RunDir({str(tmp_path)!r}).lock()\nexcept Exception as e:\n    print(e)"
+    other = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert "is in use by another dcgan train" in other.stdout
+    run.unlock()
+    other = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert other.stdout == ""

@@ -216,3 +216,14 @@ def test_pixel_mapping_round_trips_rgb():
     np.testing.assert_array_equal(to_pixels(to_images(pixels)), pixels)
     grey = pixels[..., 0]
     assert to_images(grey).shape == (4, 8, 8, 1) and to_pixels(to_images(grey)).shape == (4, 8, 8)
+
+
+def test_a_pixels_output_of_another_shape_is_not_trusted(tmp_path):
+    from onnx import load, save
+
+    model = load(str(make_tiny_generator(tmp_path / "g.onnx")))
+    pixels = [o for o in model.graph.output if o.name == "pixels"][0]
+    pixels.type.tensor_type.shape.dim[1].dim_value = 14  # claims [N, 14, 28]
+    save(model, str(tmp_path / "odd.onnx"))
+    sampler = Sampler(tmp_path / "odd.onnx")
+    np.testing.assert_array_equal(sampler.sample_pixels(3, seed=0), to_pixels(sampler.sample(3, seed=0)))

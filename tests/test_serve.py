@@ -718,7 +718,8 @@ def test_limits_come_from_the_environment():
     assert limits.header_timeout == 2.5 and limits.max_connections == 7 and limits.json_parses == Limits().json_parses
     assert limits.linger == 0.5 and Limits().linger == 2.0
     for bad in ({"DCGAN_SERVE_MAX_CONNECTIONS": "many"}, {"DCGAN_SERVE_BODY_TIMEOUT": "0"}, {"DCGAN_SERVE_LINGER": "-1"},
-                {"DCGAN_SERVE_MAX_CONNECTIONS": "2.5"}, {"DCGAN_SERVE_BODY_BYTES_IN_FLIGHT": "1000"}):
+                {"DCGAN_SERVE_MAX_CONNECTIONS": "2.5"}, {"DCGAN_SERVE_BODY_BYTES_IN_FLIGHT": "1000"},
+                {"DCGAN_SERVE_HEADER_TIMEOUT": "nan"}, {"DCGAN_SERVE_LINGER": "inf"}):
         with pytest.raises(DcganError, match="DCGAN_SERVE_"):
             Limits.from_env(bad)
 

@@ -44,13 +44,15 @@ def test_networks_scale_the_recipe_to_other_sizes(shape, generator_layers, discr
     assert wide.get_layer("dense").units == 2 * g.get_layer("dense").units
 
 
-@pytest.mark.parametrize("shape", [(30, 30, 1), (28, 28, 2), (32, 28, 3)])
-def test_networks_refuse_shapes_they_cannot_make(shape):
-    from dcgan_export.errors import DcganError
-    from trainer.models import build_generator
+@pytest.mark.parametrize("shape, message", [((30, 30, 1), "--image-size must be one the networks can make"),
+                                            ((28, 28, 2), "square with 1 or 3 channels"),
+                                            ((32, 28, 3), "square with 1 or 3 channels")])
+def test_networks_refuse_shapes_they_cannot_make(shape, message):
+    from trainer.models import build_discriminator, build_generator
 
-    with pytest.raises((DcganError, ValueError)):
-        build_generator(100, shape)
+    for build in (lambda: build_generator(100, shape), lambda: build_discriminator(shape)):
+        with pytest.raises(ValueError, match=message):
+            build()
 
 
 def test_a_discriminator_with_batchnorm_sees_real_and_fake_in_separate_passes():

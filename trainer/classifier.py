@@ -143,7 +143,8 @@ def train_classifier(out_path: str | os.PathLike, epochs: int = 18, seed: int = 
         "seed": str(seed),
     }
     if data != DATA:  # how dcgan eval finds the same held-out images again
-        metadata[CLASSIFIER_REFERENCE] = json.dumps({"spec": data, "image_size": shape[0], "channels": shape[2],
+        spec = str(Path(data).expanduser().resolve()) if Path(data).expanduser().exists() else data  # any cwd
+        metadata[CLASSIFIER_REFERENCE] = json.dumps({"spec": spec, "image_size": shape[0], "channels": shape[2],
                                               "background": list(options.background)})
     if train.class_names:
         metadata[Meta.CLASS_NAMES] = json.dumps(list(train.class_names))

@@ -69,13 +69,15 @@ def plan_resume(path, changes: dict | None = None, dry_run: bool = False) -> Run
         raise DcganError(f"cannot resume {run}: no such directory")
     changes = dict(changes or {})
     check_changes(changes)
+    took_lock = False
     if not dry_run:
         run.read_config()  # a directory that is not a run gets no lock file
-        run.lock()  # before reading the checkpoint: another process may be writing it
+        took_lock = run.lock()  # before reading the checkpoint: another process may be writing it
     try:
         return _plan_resume(run, changes, dry_run)
     except BaseException:
-        run.unlock()
+        if took_lock:  # a recipe's next stage, planned by the process training it, keeps its lock
+            run.unlock()
         raise
 
 

@@ -25,7 +25,7 @@ THREADS = click.IntRange(1, MAX_THREADS)
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="dcgan")
 def cli() -> None:
-    """Train a DCGAN on digits, export its generator to ONNX, sample from it anywhere."""
+    """Train a DCGAN on digits or your own images, export its generator to ONNX, sample from it anywhere."""
 
 
 def _register_training_commands() -> None:

@@ -145,7 +145,7 @@ train = SectionedCommand(
     callback=_train,
     params=[*_run_options(), *(_option(f) for f in FIELDS.values())],
     help=_train.__doc__,
-    short_help="Train the DCGAN on digits (or other 28x28 images).",
+    short_help="Train the DCGAN on digits or a folder of your own images.",
 )
 
 

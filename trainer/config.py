@@ -33,11 +33,10 @@ def option(default, section: str, help: str, **click):
 
 @dataclasses.dataclass
 class TrainConfig:
-    data: str = option("mnist-8k", "data", "mnist-8k (embedded), mnist, fashion-mnist, a folder of images "
-                                           "(sub-folders are classes), a directory of IDX files, or an .npz "
-                                           "with x_train.")
-    image_size: int | None = option(None, "data", "Side of the square training images, for a folder: 16 to 128 "
-                                                  "(e.g. 32, 64) [default: 64].")
+    data: str = option("mnist-8k", "data", "mnist-8k (embedded), mnist, fashion-mnist, a folder of images, "
+                                           "an IDX directory or an .npz.")
+    image_size: int | None = option(None, "data", "Side of the square images made from a folder, 16 to 128, "
+                                                  "such as 32 or 64 [default: 64].")
     channels: int | None = option(None, "data", "1 (grey) or 3 (RGB) [default: 1 if every image is grey].")
     background: str = option("black", "data", "Colour transparent pixels are composited onto: black, white or "
                                               "#rrggbb.")

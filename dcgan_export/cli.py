@@ -76,12 +76,22 @@ def export_command(src: str, out: str, optimize: bool, atol: float) -> None:
               help="png grid or npy array [default: from --out's suffix, else png].")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--threads", type=THREADS, default=None, help="onnxruntime threads [default: physical cores].")
-def sample(n, out, out_dir, model, seed, noise, nrow, fmt, batch_size, threads) -> None:
-    """Sample images from an ONNX generator (no TensorFlow): a grid PNG, a .npy, or one PNG each."""
+@click.option("--scale", type=click.IntRange(1, 16), default=4, show_default=True,
+              help="Enlarge PNGs (grids, single images, GIF frames) this many times, nearest neighbour.")
+@click.option("--truncation", type=float, default=None, metavar="PSI",
+              help="Redraw noise components beyond +-PSI (e.g. 0.7): plainer, surer images.")
+@click.option("--interpolate", default=None, metavar="SEED_A,SEED_B[,...]",
+              help="Write an animated GIF walking between the seeds' noise (--n walks side by side).")
+@click.option("--frames", type=int, default=16, show_default=True, help="GIF frames from one seed to the next.")
+def sample(n, out, out_dir, model, seed, noise, nrow, fmt, batch_size, threads, scale, truncation, interpolate,
+           frames) -> None:
+    """Sample images from an ONNX generator (no TensorFlow): a grid PNG, a .npy, one PNG each, or
+    an animated walk between seeds."""
     from .sampling import SampleRequest, run_sample
 
     click.echo(run_sample(SampleRequest(n=n, out=out, out_dir=out_dir, model=model, seed=seed, noise=noise,
-                                        nrow=nrow, fmt=fmt, batch_size=batch_size, threads=threads)))
+                                        nrow=nrow, fmt=fmt, batch_size=batch_size, threads=threads, scale=scale,
+                                        truncation=truncation, interpolate=interpolate, frames=frames)))
 
 
 # --- eval (dcgan_export/evaluate.py, onnxruntime only) ------------------------------------------

@@ -36,6 +36,14 @@ def make_grid(pixels: np.ndarray, nrow: int | None = None, padding: int = 2) -> 
     return grid
 
 
+def upscale(image: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour enlargement of an [h, w] or [h, w, 3] image by a whole factor: every pixel
+    becomes a scale x scale square, so nothing is smoothed or invented."""
+    if scale == 1:
+        return image
+    return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+
+
 def png_bytes(image: np.ndarray) -> bytes:
     """A uint8 array [h, w] (grey) or [h, w, 3] (RGB) as PNG bytes."""
     from PIL import Image

@@ -100,12 +100,38 @@ def physical_cores() -> int:
     return max(1, allowed)
 
 
-def noise(seed: int, start: int, count: int, latent_dim: int) -> np.ndarray:
-    """Noise vectors for images ``start .. start+count-1`` of ``seed`` (float32, [count, latent_dim])."""
+MIN_TRUNCATION = 0.01  # below it, redrawing until every component fits would take too long
+
+
+def noise(seed: int, start: int, count: int, latent_dim: int, truncation: float | None = None) -> np.ndarray:
+    """Noise vectors for images ``start .. start+count-1`` of ``seed`` (float32, [count, latent_dim]).
+
+    ``truncation`` psi: components whose magnitude exceeds psi are redrawn from the image's own
+    generator until none does (BigGAN's truncation trick), so image i still depends only on
+    (seed, i, psi)."""
+    psi = check_truncation(truncation)
     out = np.empty((count, latent_dim), dtype=np.float32)
     for j in range(count):
-        np.random.default_rng([seed, start + j]).standard_normal(latent_dim, dtype=np.float32, out=out[j])
+        rng = np.random.default_rng([seed, start + j])
+        rng.standard_normal(latent_dim, dtype=np.float32, out=out[j])
+        if psi is not None:
+            outside = np.abs(out[j]) > psi
+            while outside.any():
+                out[j][outside] = rng.standard_normal(int(outside.sum()), dtype=np.float32)
+                outside = np.abs(out[j]) > psi
     return out
+
+
+def check_truncation(truncation) -> float | None:
+    if truncation is None:
+        return None
+    try:
+        psi = float(truncation)
+    except (TypeError, ValueError):
+        raise DcganError(f"truncation must be a number, got {truncation!r}") from None
+    if not (MIN_TRUNCATION <= psi < float("inf")):
+        raise DcganError(f"truncation must be a finite number >= {MIN_TRUNCATION}, got {truncation}")
+    return psi
 
 
 # numpy dtypes for onnxruntime's float tensor types: a model with a float64 or float16 input is fed
@@ -231,29 +257,33 @@ class Sampler:
 
     # -- seeds -> images ---------------------------------------------------------------------
 
-    def noise(self, n: int, seed: int, start: int = 0) -> np.ndarray:
-        """The noise that ``sample(n, seed)`` uses, for images ``start .. start+n-1``."""
-        return noise(seed, start, n, self.latent_dim)
+    def noise(self, n: int, seed: int, start: int = 0, truncation: float | None = None) -> np.ndarray:
+        """The noise that ``sample(n, seed, truncation=...)`` uses, for images ``start .. start+n-1``."""
+        return noise(seed, start, n, self.latent_dim, truncation)
 
     def iter_batches(self, n: int, seed: int | None = None, batch_size: int = 256,
-                     pixels: bool = False) -> Iterator[np.ndarray]:
+                     pixels: bool = False, truncation: float | None = None) -> Iterator[np.ndarray]:
         """Yield the ``n`` images in chunks of at most ``batch_size``: bounded memory for any n."""
         if n < 1:
             raise DcganError(f"n must be >= 1, got {n}")
         if batch_size < 1:
             raise DcganError(f"batch_size must be >= 1, got {batch_size}")
         seed = resolve_seed(seed)
+        check_truncation(truncation)
         run = self.generate_pixels if pixels else self.generate
         for start in range(0, n, batch_size):
-            yield run(self.noise(min(batch_size, n - start), seed, start))
+            yield run(self.noise(min(batch_size, n - start), seed, start, truncation))
 
-    def sample(self, n: int, seed: int | None = None, batch_size: int = 256) -> np.ndarray:
-        """``n`` images, float32 [n, H, W, C] in [-1, 1]; image i depends only on (seed, i)."""
-        return np.concatenate(list(self.iter_batches(n, seed, batch_size)))
+    def sample(self, n: int, seed: int | None = None, batch_size: int = 256,
+               truncation: float | None = None) -> np.ndarray:
+        """``n`` images, float32 [n, H, W, C] in [-1, 1]; image i depends only on (seed, i) (and
+        ``truncation``)."""
+        return np.concatenate(list(self.iter_batches(n, seed, batch_size, truncation=truncation)))
 
-    def sample_pixels(self, n: int, seed: int | None = None, batch_size: int = 256) -> np.ndarray:
+    def sample_pixels(self, n: int, seed: int | None = None, batch_size: int = 256,
+                      truncation: float | None = None) -> np.ndarray:
         """``n`` images as uint8 [n, H, W] (or [n, H, W, 3]); image i depends only on (seed, i)."""
-        return np.concatenate(list(self.iter_batches(n, seed, batch_size, pixels=True)))
+        return np.concatenate(list(self.iter_batches(n, seed, batch_size, pixels=True, truncation=truncation)))
 
 
 def resolve_seed(seed: int | None) -> int:

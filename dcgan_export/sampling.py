@@ -14,14 +14,16 @@ import numpy as np
 from .atomic import atomic_open
 from .contract import check_float_array
 from .errors import DcganError
-from .images import make_grid, png_bytes, write_png
+from .images import make_grid, png_bytes, upscale, write_gif, write_png
 from .paths import check_output_file, check_writable_dir, existing_ancestor
 from .progress import counted
-from .runtime import Sampler, resolve_seed
+from .runtime import Sampler, check_truncation, resolve_seed
 
 MAX_SAMPLES = 10_000_000
 MAX_GRID = 65_536  # a 256 x 256 grid; past that, a grid is no longer a picture anyone looks at
 DEFAULT_N = 25
+DEFAULT_SCALE = 4  # a 28-pixel digit is too small to look at: PNGs are enlarged 4x unless asked
+MAX_SCALE = 16
 
 
 @dataclasses.dataclass
@@ -36,10 +38,19 @@ class SampleRequest:
     fmt: str | None = None
     batch_size: int = 256
     threads: int | None = None
+    scale: int = DEFAULT_SCALE
+    truncation: float | None = None
+    interpolate: str | None = None  # "SEED_A,SEED_B[,...]": an animated GIF walking between them
+    frames: int = 16
 
 
 def run_sample(req: SampleRequest) -> str:
     """Carry out the request; return the line to show the user."""
+    if not 1 <= req.scale <= MAX_SCALE:
+        raise DcganError(f"--scale must be between 1 and {MAX_SCALE}, got {req.scale}")
+    check_truncation(req.truncation)
+    if req.interpolate is not None:
+        return _run_walk(req)
     fmt = _check_destination(req)
     noise = _load_noise(req.noise) if req.noise else None
     n = _count(req, noise)
@@ -59,7 +70,7 @@ def run_sample(req: SampleRequest) -> str:
         source = f"noise from {req.noise}"
     else:
         seed = resolve_seed(req.seed)
-        batches = sampler.iter_batches(n, seed, req.batch_size, pixels=True)
+        batches = sampler.iter_batches(n, seed, req.batch_size, pixels=True, truncation=req.truncation)
         source = f"seed {seed}"
 
     batches = counted(batches, n, "sampling")
@@ -68,13 +79,34 @@ def run_sample(req: SampleRequest) -> str:
             Path(req.out_dir).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DcganError(f"cannot write to --out-dir {req.out_dir}: {exc.strerror or exc}") from None
-        written = _write_pngs(Path(req.out_dir), batches, n)
+        written = _write_pngs(Path(req.out_dir), batches, n, req.scale)
         return f"Wrote {written} PNGs to {req.out_dir} ({source})"
     if fmt == "npy":
         _write_npy_stream(Path(req.out), batches, n, sampler.pixel_shape)
         return f"Wrote {req.out}: uint8 [{n}, {', '.join(map(str, sampler.pixel_shape))}] ({source})"
-    write_png(req.out, make_grid(np.concatenate(list(batches)), nrow=req.nrow, padding=2))
+    write_png(req.out, upscale(make_grid(np.concatenate(list(batches)), nrow=req.nrow, padding=2), req.scale))
     return f"Wrote {req.out}: a grid of {n} images ({source})"
+
+
+def _run_walk(req: SampleRequest) -> str:
+    """--interpolate: an animated GIF whose frames walk from seed to seed (``--n`` walks side by side)."""
+    from .interpolation import parse_seeds, walk_noise
+
+    seeds = parse_seeds(req.interpolate)
+    if req.noise is not None or req.seed is not None or req.out_dir is not None:
+        raise DcganError("--interpolate takes its seeds itself: not with --seed, --noise or --out-dir")
+    if not req.out or Path(req.out).suffix.lower() != ".gif" or req.fmt is not None:
+        raise DcganError("--interpolate writes an animated GIF: --out NAME.gif (and no --format)")
+    walks = 1 if req.n is None else req.n
+    if not 1 <= walks <= 64:
+        raise DcganError(f"--n (walks side by side) must be between 1 and 64 with --interpolate, got {walks}")
+    check_output_file(Path(req.out), "--out", protect={"--model file": req.model})
+    sampler = Sampler(req.model, threads=req.threads)
+    frames = [upscale(make_grid(sampler.generate_pixels(z), nrow=req.nrow or walks, padding=2), req.scale)
+              for z in walk_noise(sampler, seeds, req.frames, walks, req.truncation)]
+    write_gif(req.out, frames, duration_ms=80)
+    return (f"Wrote {req.out}: {len(frames)} frames, {walks} walk{'s' * (walks > 1)} through seeds "
+            f"{', '.join(map(str, seeds))}")
 
 
 def _check_destination(req: SampleRequest) -> str:
@@ -124,6 +156,8 @@ def _count(req: SampleRequest, noise: np.ndarray | None) -> int:
             raise DcganError(f"--n {req.n} disagrees with --noise, which holds {len(noise)} vectors")
         if req.seed is not None:
             raise DcganError("give --seed or --noise, not both")
+        if req.truncation is not None:
+            raise DcganError("--truncation shapes the noise drawn from a seed; --noise is used as it is")
         return len(noise)
     n = DEFAULT_N if req.n is None else req.n
     if not 1 <= n <= MAX_SAMPLES:
@@ -141,12 +175,12 @@ def _write_npy_stream(path: Path, batches, n: int, shape: tuple) -> None:
             f.write(np.ascontiguousarray(chunk, dtype=np.uint8).tobytes())
 
 
-def _write_pngs(directory: Path, batches, n: int) -> int:
+def _write_pngs(directory: Path, batches, n: int, scale: int) -> int:
     width = max(6, len(str(n - 1)))
     index = 0
     for chunk in batches:
         for image in chunk:
             with atomic_open(directory / f"{index:0{width}d}.png", "wb") as f:
-                f.write(png_bytes(image))
+                f.write(png_bytes(upscale(image, scale)))
             index += 1
     return index

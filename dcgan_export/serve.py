@@ -4,7 +4,7 @@ Routes::
 
     GET  /healthz                               liveness
     GET  /v1/model                              the generator's ONNX metadata and latent size
-    GET  /v1/sample?n=25&seed=7&format=png|npy  a grid PNG, or uint8 [n, H, W(, 3)] as .npy
+    GET  /v1/sample?n=25&seed=7&format=png|npy&truncation=0.7   a grid PNG, or uint8 [n, H, W(, 3)] as .npy
     POST /v1/generate                           noise {"z": [[...]]} or an .npy body -> uint8 pixels
 
 Every bad request gets a 4xx with a JSON ``{"error": ...}`` body and the server keeps serving,
@@ -43,7 +43,7 @@ from starlette.routing import Route
 from .limits import MAX_SEED
 from .errors import DcganError, ModelOutputError, first_line
 from .images import make_grid, png_bytes
-from .runtime import Sampler, resolve_seed
+from .runtime import MIN_TRUNCATION, Sampler, check_truncation, resolve_seed
 from .serve_http import MAX_HEAD_BYTES, guarded_protocol
 
 MAX_N = 1024
@@ -169,20 +169,23 @@ def create_app(sampler: Sampler, limits: Limits | None = None) -> Starlette:
 
     async def sample(request: Request) -> Response:
         params = request.query_params
-        unknown = sorted(set(params) - {"n", "seed", "format"})
+        unknown = sorted(set(params) - {"n", "seed", "format", "truncation"})
         if unknown:
-            raise BadRequest(f"unknown query parameter(s): {', '.join(unknown)[:200]} (expected n, seed, format)")
+            raise BadRequest(f"unknown query parameter(s): {', '.join(unknown)[:200]} "
+                             "(expected n, seed, format, truncation)")
         n = int_param(params, "n", DEFAULT_N, 1, MAX_N)
         seed = int_param(params, "seed", None, 0, MAX_SEED)
+        truncation = truncation_param(params)
         fmt = params.get("format", "png")
         if fmt not in ("png", "npy"):
             raise BadRequest(f"format must be png or npy, got {fmt[:40]!r}")
         seed = resolve_seed(seed)
         headers = {"X-Seed": str(seed)}
         if fmt == "npy":
-            body = await in_thread(lambda: npy_bytes(sampler.sample_pixels(n, seed, INFERENCE_BATCH)))
+            body = await in_thread(lambda: npy_bytes(sampler.sample_pixels(n, seed, INFERENCE_BATCH, truncation)))
             return Response(body, media_type=NPY_TYPE, headers=headers)
-        body = await in_thread(lambda: png_bytes(make_grid(sampler.sample_pixels(n, seed, INFERENCE_BATCH))))
+        body = await in_thread(lambda: png_bytes(make_grid(sampler.sample_pixels(n, seed, INFERENCE_BATCH,
+                                                                                 truncation))))
         return Response(body, media_type="image/png", headers=headers)
 
     async def read_noise(request: Request, content_type: str) -> np.ndarray:
@@ -269,6 +272,17 @@ def int_param(params, name: str, default: int | None, low: int, high: int) -> in
     if not low <= value <= high:
         raise BadRequest(f"{name} must be between {low} and {high}, got {value}")
     return value
+
+
+def truncation_param(params) -> float | None:
+    """``truncation=PSI`` (the Sampler's truncation trick), or None."""
+    raw = params.get("truncation")
+    if raw is None:
+        return None
+    try:
+        return check_truncation(float(raw))
+    except (ValueError, DcganError):
+        raise BadRequest(f"truncation must be a finite number >= {MIN_TRUNCATION}, got {raw[:40]!r}") from None
 
 
 def media_type(header: str) -> str:

@@ -70,7 +70,7 @@ in_image dcgan sample --n 25 --seed 0 --out /tmp/grid.png
 in_image python -c "
 from PIL import Image
 im = Image.open('/tmp/grid.png'); im.load()
-assert im.size == (152, 152), im.size  # 5 x 5 images of 28 px with 2 px padding
+assert im.size == (608, 608), im.size  # 5 x 5 images of 28 px with 2 px padding, shown 4x
 print('grid.png', im.size, im.mode)"
 
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from helpers import ROOT, dcgan_in_process, make_tiny_generator
-from dcgan_export import Sampler
+from dcgan_export import DcganError, Sampler
 from dcgan_export.images import make_grid
 
 
@@ -24,7 +24,8 @@ def model(tiny_generator_onnx):
 
 def test_grid_png_has_2px_padding_and_the_sampler_images(tmp_path, model, capsys):
     out = tmp_path / "grid.png"
-    code, stdout, _ = dcgan("sample", "--n", "25", "--seed", "4", "--model", model, "--out", str(out), capsys=capsys)
+    code, stdout, _ = dcgan("sample", "--n", "25", "--seed", "4", "--model", model, "--out", str(out), "--scale", "1",
+                            capsys=capsys)
     assert code == 0 and "seed 4" in stdout
     grid = np.asarray(Image.open(out))
     assert grid.shape == (5 * 30 + 2, 5 * 30 + 2)
@@ -32,8 +33,15 @@ def test_grid_png_has_2px_padding_and_the_sampler_images(tmp_path, model, capsys
     np.testing.assert_array_equal(grid[2:30, 32:60], pixels[1])  # row 0, column 1
     np.testing.assert_array_equal(grid[:2], 0)
     np.testing.assert_array_equal(grid, make_grid(pixels))
-    dcgan("sample", "--n", "25", "--seed", "4", "--model", model, "--nrow", "10", "--out", str(out), capsys=capsys)
+    dcgan("sample", "--n", "25", "--seed", "4", "--model", model, "--nrow", "10", "--out", str(out), "--scale", "1",
+          capsys=capsys)
     assert np.asarray(Image.open(out)).shape == (3 * 30 + 2, 10 * 30 + 2)
+    # by default every pixel is shown as a 4x4 square: the same grid, enlarged
+    dcgan("sample", "--n", "25", "--seed", "4", "--model", model, "--out", str(out), capsys=capsys)
+    big = np.asarray(Image.open(out))
+    assert big.shape == (4 * 152, 4 * 152)
+    np.testing.assert_array_equal(big[::4, ::4], grid)
+    np.testing.assert_array_equal(big[1::4, 3::4], grid)
 
 
 def test_npy_and_out_dir_and_noise_file(tmp_path, model, capsys):
@@ -42,10 +50,11 @@ def test_npy_and_out_dir_and_noise_file(tmp_path, model, capsys):
                  "--out", str(tmp_path / "x.npy"), capsys=capsys)[0] == 0
     np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), expected)
     assert dcgan("sample", "--n", "3", "--seed", "9", "--model", model, "--out-dir", str(tmp_path / "each"),
-                 capsys=capsys)[0] == 0
+                 "--scale", "2", capsys=capsys)[0] == 0
     files = sorted((tmp_path / "each").iterdir())
     assert [f.name for f in files] == ["000000.png", "000001.png", "000002.png"]
-    np.testing.assert_array_equal(np.asarray(Image.open(files[2])), expected[2])
+    np.testing.assert_array_equal(np.asarray(Image.open(files[2]))[::2, ::2], expected[2])
+    assert Image.open(files[2]).size == (56, 56)
     z = np.random.default_rng(3).standard_normal((6, 100)).astype(np.float32)
     np.save(tmp_path / "z.npy", z)
     assert dcgan("sample", "--noise", str(tmp_path / "z.npy"), "--model", model, "--format", "npy",
@@ -209,7 +218,7 @@ def test_an_rgb_model_gives_rgb_grids_npy_and_pngs(tmp_path, capsys):
     sampler = Sampler(model)
     pixels = sampler.sample_pixels(6, seed=4)
     assert dcgan("sample", "--model", model, "--n", "6", "--seed", "4", "--out", str(tmp_path / "g.png"),
-                 capsys=capsys)[0] == 0
+                 "--scale", "1", capsys=capsys)[0] == 0
     grid = np.asarray(Image.open(tmp_path / "g.png"))
     assert Image.open(tmp_path / "g.png").mode == "RGB" and grid.shape == (2 + 2 * 34, 2 + 3 * 34, 3)
     np.testing.assert_array_equal(grid, make_grid(pixels, padding=2))
@@ -218,5 +227,74 @@ def test_an_rgb_model_gives_rgb_grids_npy_and_pngs(tmp_path, capsys):
                  capsys=capsys)[0] == 0
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), pixels)
     assert dcgan("sample", "--model", model, "--n", "6", "--seed", "4", "--out-dir", str(tmp_path / "d"),
-                 capsys=capsys)[0] == 0
+                 "--scale", "1", capsys=capsys)[0] == 0
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "d" / "000005.png")), pixels[5])
+
+
+# -- truncation, walks between seeds ----------------------------------------------------------------
+
+
+def test_truncation_bounds_the_noise_and_stays_seed_stable(model):
+    sampler = Sampler(model)
+    plain, truncated = sampler.noise(50, seed=3), sampler.noise(50, seed=3, truncation=0.7)
+    assert np.abs(truncated).max() <= 0.7 and np.abs(plain).max() > 2
+    kept = np.abs(plain) <= 0.7
+    np.testing.assert_array_equal(truncated[kept], plain[kept])  # only what was outside is redrawn
+    np.testing.assert_array_equal(sampler.noise(5, seed=3, start=45, truncation=0.7), truncated[45:])
+    np.testing.assert_array_equal(sampler.sample_pixels(50, seed=3, batch_size=7, truncation=0.7),
+                                  sampler.generate_pixels(truncated))
+    for bad in (0, -1, 0.001, float("nan"), float("inf")):
+        with pytest.raises(DcganError, match="truncation must be a finite number >= 0.01"):
+            sampler.sample(1, seed=0, truncation=bad)
+
+
+def test_truncation_on_the_command_line(tmp_path, model, capsys):
+    code, _, err = dcgan("sample", "--model", model, "--n", "4", "--seed", "2", "--truncation", "0.5",
+                         "--out", str(tmp_path / "t.npy"), capsys=capsys)
+    assert code == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "t.npy"), Sampler(model).sample_pixels(4, seed=2, truncation=0.5))
+    np.save(tmp_path / "z.npy", np.zeros((2, 100), np.float32))
+    for args, message in [(["--truncation", "0"], "truncation must be a finite number"),
+                          (["--truncation", "0.5", "--noise", str(tmp_path / "z.npy")], "--noise is used as it is"),
+                          (["--scale", "0"], "'--scale': 0 is not in the range 1<=x<=16")]:
+        code, _, err = dcgan("sample", "--model", model, "--out", str(tmp_path / "x.png"), *args, capsys=capsys)
+        assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_slerp_keeps_to_the_sphere_and_hits_its_ends():
+    from dcgan_export.interpolation import slerp
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((3, 100)), rng.standard_normal((3, 100))
+    np.testing.assert_allclose(slerp(a, b, 0.0), a, atol=1e-6)
+    np.testing.assert_allclose(slerp(a, b, 1.0), b, atol=1e-5)
+    middle = slerp(a, b, 0.5)
+    line = (a + b) / 2
+    assert (np.linalg.norm(middle, axis=1) > np.linalg.norm(line, axis=1) * 1.2).all()  # not through the middle
+    np.testing.assert_allclose(slerp(a, a, 0.3), a, atol=1e-6)  # parallel: no division by zero
+
+
+def test_a_walk_between_seeds_is_an_animated_gif(tmp_path, model, capsys):
+    out = tmp_path / "walk.gif"
+    code, stdout, err = dcgan("sample", "--model", model, "--interpolate", "3,7,11", "--frames", "5", "--n", "2",
+                              "--scale", "2", "--out", str(out), capsys=capsys)
+    assert code == 0 and "11 frames, 2 walks through seeds 3, 7, 11" in stdout, err
+    gif = Image.open(out)
+    assert gif.n_frames == 11 and gif.size == (2 * (2 + 2 * 30), 2 * 32)
+    sampler = Sampler(model)
+    gif.seek(5)  # the second leg starts on seed 7's images
+    first_of_seed_7 = make_grid(sampler.sample_pixels(2, seed=7), nrow=2)
+    frame = np.asarray(gif.convert("L"))[::2, ::2]
+    assert np.abs(frame.astype(int) - first_of_seed_7).mean() < 3  # GIF palettes round a little
+    for args, message in [(["--interpolate", "3"], "at least two seeds"),
+                          (["--interpolate", "3,x"], "seeds separated by commas"),
+                          (["--interpolate", "3,4", "--frames", "1"], "--frames must be between 2 and"),
+                          (["--interpolate", "3,4", "--seed", "1"], "not with --seed"),
+                          (["--interpolate", "3,-4"], "seed must be between 0 and")]:
+        code, _, err = dcgan("sample", "--model", model, *args, "--out", str(tmp_path / "w.gif"), capsys=capsys)
+        assert code == 2 and message in err and err.count("\n") == 1, (args, err)
+    code, _, err = dcgan("sample", "--model", model, "--interpolate", "3,4", "--out", str(tmp_path / "w.png"),
+                         capsys=capsys)
+    assert code == 2 and "--out NAME.gif" in err
+    assert not (tmp_path / "w.gif").exists() and not (tmp_path / "w.png").exists()

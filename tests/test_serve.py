@@ -115,6 +115,16 @@ def test_sample_npy_matches_the_library(client, sampler):
     np.testing.assert_array_equal(pixels, sampler.sample_pixels(10, seed=3))
 
 
+def test_sample_takes_the_truncation_trick(client, sampler):
+    resp = client.get("/v1/sample", params={"n": 6, "seed": 3, "format": "npy", "truncation": "0.6"})
+    assert resp.status_code == 200
+    np.testing.assert_array_equal(from_npy(resp.content), sampler.sample_pixels(6, seed=3, truncation=0.6))
+    assert not np.array_equal(from_npy(resp.content), sampler.sample_pixels(6, seed=3))
+    for bad in ("0", "nan", "inf", "x", "-1"):
+        resp = client.get("/v1/sample", params={"seed": 3, "truncation": bad})
+        assert resp.status_code == 400 and "truncation must be a finite number" in resp.json()["error"]
+
+
 def test_sample_defaults_to_25_images_and_reports_a_fresh_seed(client, sampler):
     first = client.get("/v1/sample", params={"format": "npy"})
     second = client.get("/v1/sample", params={"format": "npy"})

@@ -24,6 +24,7 @@ MAX_GRID = 65_536  # a 256 x 256 grid; past that, a grid is no longer a picture 
 DEFAULT_N = 25
 DEFAULT_SCALE = 4  # a 28-pixel digit is too small to look at: PNGs are enlarged 4x unless asked
 MAX_SCALE = 16
+MAX_GIF_BYTES = 256 * 2**20  # the frames of a walk are held in memory until the GIF is written
 
 
 @dataclasses.dataclass
@@ -102,6 +103,13 @@ def _run_walk(req: SampleRequest) -> str:
         raise DcganError(f"--n (walks side by side) must be between 1 and 64 with --interpolate, got {walks}")
     check_output_file(Path(req.out), "--out", protect={"--model file": req.model})
     sampler = Sampler(req.model, threads=req.threads)
+    count = (len(seeds) - 1) * req.frames + 1
+    cols = min(req.nrow or walks, walks)
+    h, w, c = sampler.image_shape
+    frame_bytes = ((-(-walks // cols)) * (h + 2) + 2) * (cols * (w + 2) + 2) * c * req.scale**2
+    if count * frame_bytes > MAX_GIF_BYTES:
+        raise DcganError(f"a walk of {count} frames of {frame_bytes / 1e6:.1f} MB is over {MAX_GIF_BYTES / 1e6:.0f} MB: "
+                         "use fewer seeds, --frames, --n or a smaller --scale")
     frames = [upscale(make_grid(sampler.generate_pixels(z), nrow=req.nrow or walks, padding=2), req.scale)
               for z in walk_noise(sampler, seeds, req.frames, walks, req.truncation)]
     write_gif(req.out, frames, duration_ms=80)

@@ -7,6 +7,7 @@ every file is written through a temporary file, so a bad request leaves the disk
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ MAX_GRID = 65_536  # a 256 x 256 grid; past that, a grid is no longer a picture 
 DEFAULT_N = 25
 DEFAULT_SCALE = 4  # a 28-pixel digit is too small to look at: PNGs are enlarged 4x unless asked
 MAX_SCALE = 16
-MAX_GIF_BYTES = 256 * 2**20  # the frames of a walk are held in memory until the GIF is written
+MAX_GIF_BYTES = 256 * 2**20  # a grid, or all the frames of a walk, is held in memory until written
 
 
 @dataclasses.dataclass
@@ -65,6 +66,11 @@ def run_sample(req: SampleRequest) -> str:
         raise DcganError(f"a grid of {n} images is too large (at most {MAX_GRID}): use --format npy or --out-dir")
 
     sampler = Sampler(req.model, threads=req.threads)
+    if fmt == "png" and not req.out_dir:
+        size = grid_bytes(n, req.nrow, sampler.image_shape, req.scale)
+        if size > MAX_GIF_BYTES:
+            raise DcganError(f"a grid of {n} images at --scale {req.scale} is {size / 1e6:.0f} MB: use a smaller "
+                             "--scale, fewer images, --format npy or --out-dir")
     if noise is not None:
         noise = sampler.check_noise(noise)
         batches = (sampler.generate_pixels(noise[i:i + req.batch_size]) for i in range(0, n, req.batch_size))
@@ -89,6 +95,14 @@ def run_sample(req: SampleRequest) -> str:
     return f"Wrote {req.out}: a grid of {n} images ({source})"
 
 
+def grid_bytes(n: int, nrow: int | None, shape: tuple, scale: int) -> int:
+    """Bytes of the PNG grid ``make_grid`` + ``upscale`` would build, before building it."""
+    cols = min(nrow or math.ceil(math.sqrt(n)), n)
+    rows = -(-n // cols)
+    h, w, c = shape
+    return (rows * (h + 2) + 2) * (cols * (w + 2) + 2) * c * scale**2
+
+
 def _run_walk(req: SampleRequest) -> str:
     """--interpolate: an animated GIF whose frames walk from seed to seed (``--n`` walks side by side)."""
     from .interpolation import parse_seeds, walk_noise
@@ -104,9 +118,7 @@ def _run_walk(req: SampleRequest) -> str:
     check_output_file(Path(req.out), "--out", protect={"--model file": req.model})
     sampler = Sampler(req.model, threads=req.threads)
     count = (len(seeds) - 1) * req.frames + 1
-    cols = min(req.nrow or walks, walks)
-    h, w, c = sampler.image_shape
-    frame_bytes = ((-(-walks // cols)) * (h + 2) + 2) * (cols * (w + 2) + 2) * c * req.scale**2
+    frame_bytes = grid_bytes(walks, req.nrow or walks, sampler.image_shape, req.scale)
     if count * frame_bytes > MAX_GIF_BYTES:
         raise DcganError(f"a walk of {count} frames of {frame_bytes / 1e6:.1f} MB is over {MAX_GIF_BYTES / 1e6:.0f} MB: "
                          "use fewer seeds, --frames, --n or a smaller --scale")

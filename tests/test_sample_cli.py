@@ -138,6 +138,8 @@ print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(
     (["--out", "x.png", "--seed", "1", "--noise", "Z"], "--seed or --noise, not both"),
     (["--out", "x.png", "--n", "5", "--noise", "Z"], "disagrees with --noise"),
     (["--out", "x.png", "--n", "70000"], "too large"),
+    (["--out", "x.png", "--n", "60000"], "a grid of 60000 images at --scale 4 is"),
+    (["--out", "x.png", "--n", "2000", "--scale", "16"], "use a smaller --scale"),
     (["--out", "x.npy", "--nrow", "4"], "--nrow only applies to a grid PNG"),
     (["--out-dir", "d", "--format", "npy"], "--out-dir writes PNGs"),
     (["--out-dir", "NEWDIR", "--n", "0"], "--n must be between"),

@@ -25,7 +25,7 @@ MAX_GRID = 65_536  # a 256 x 256 grid; past that, a grid is no longer a picture 
 DEFAULT_N = 25
 DEFAULT_SCALE = 4  # a 28-pixel digit is too small to look at: PNGs are enlarged 4x unless asked
 MAX_SCALE = 16
-MAX_GIF_BYTES = 256 * 2**20  # a grid, or all the frames of a walk, is held in memory until written
+MAX_PICTURE_BYTES = 256 * 2**20  # a grid, or all the frames of a walk, is held in memory until written
 
 
 @dataclasses.dataclass
@@ -68,7 +68,7 @@ def run_sample(req: SampleRequest) -> str:
     sampler = Sampler(req.model, threads=req.threads)
     if fmt == "png" and not req.out_dir:
         size = grid_bytes(n, req.nrow, sampler.image_shape, req.scale)
-        if size > MAX_GIF_BYTES:
+        if size > MAX_PICTURE_BYTES:
             raise DcganError(f"a grid of {n} images at --scale {req.scale} is {size / 1e6:.0f} MB: use a smaller "
                              "--scale, fewer images, --format npy or --out-dir")
     if noise is not None:
@@ -115,12 +115,14 @@ def _run_walk(req: SampleRequest) -> str:
     walks = 1 if req.n is None else req.n
     if not 1 <= walks <= 64:
         raise DcganError(f"--n (walks side by side) must be between 1 and 64 with --interpolate, got {walks}")
+    if req.nrow is not None and req.nrow < 1:
+        raise DcganError(f"--nrow must be >= 1, got {req.nrow}")
     check_output_file(Path(req.out), "--out", protect={"--model file": req.model})
     sampler = Sampler(req.model, threads=req.threads)
     count = (len(seeds) - 1) * req.frames + 1
     frame_bytes = grid_bytes(walks, req.nrow or walks, sampler.image_shape, req.scale)
-    if count * frame_bytes > MAX_GIF_BYTES:
-        raise DcganError(f"a walk of {count} frames of {frame_bytes / 1e6:.1f} MB is over {MAX_GIF_BYTES / 1e6:.0f} MB: "
+    if count * frame_bytes > MAX_PICTURE_BYTES:
+        raise DcganError(f"a walk of {count} frames of {frame_bytes / 1e6:.1f} MB is over {MAX_PICTURE_BYTES / 1e6:.0f} MB: "
                          "use fewer seeds, --frames, --n or a smaller --scale")
     frames = [upscale(make_grid(sampler.generate_pixels(z), nrow=req.nrow or walks, padding=2), req.scale)
               for z in walk_noise(sampler, seeds, req.frames, walks, req.truncation)]

@@ -294,6 +294,7 @@ def test_a_walk_between_seeds_is_an_animated_gif(tmp_path, model, capsys):
                           (["--interpolate", "3,4", "--frames", "1"], "--frames must be between 2 and"),
                           (["--interpolate", "3,4", "--seed", "1"], "not with --seed"),
                           (["--interpolate", "3,-4"], "seed must be between 0 and"),
+                          (["--interpolate", "3,4", "--nrow", "-2"], "--nrow must be >= 1"),
                           (["--interpolate", "3,4,5,6", "--frames", "1000", "--n", "64", "--scale", "16"],
                            "use fewer seeds, --frames, --n or a smaller --scale")]:
         code, _, err = dcgan("sample", "--model", model, *args, "--out", str(tmp_path / "w.gif"), capsys=capsys)

@@ -54,7 +54,8 @@ def test_plain_dcgan_sample_uses_the_shipped_model(tmp_path):
     seed = int(re.search(r"seed (\d+)", result.stdout).group(1))
     grid = np.asarray(Image.open(tmp_path / "grid.png"))
     expected = make_grid(Sampler(default_model_path()).sample_pixels(25, seed=seed))
-    np.testing.assert_array_equal(grid, expected)
+    assert grid.shape == (4 * 152, 4 * 152)  # shown 4x by default
+    np.testing.assert_array_equal(grid[::4, ::4], expected)
 
 
 def test_shipped_generator_meets_the_model_issues_quality_goals():

@@ -65,7 +65,7 @@ def export_command(src: str, out: str, optimize: bool, atol: float) -> None:
 @cli.command()
 @click.option("--n", "n", type=int, default=None, help="Number of images [default: 25, or the rows of --noise].")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Output file: a grid .png, or .npy (uint8 [n, H, W], or [n, H, W, 3] for RGB).")
+              help="Output file: a grid .png, a .npy (uint8 [n, H, W] or [n, H, W, 3]), or a .gif walk.")
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None, help="Write one PNG per image here instead.")
 @click.option("--model", type=click.Path(), default=None,
               help="ONNX generator, or a run directory [default: the shipped generator].")

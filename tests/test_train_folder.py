@@ -92,3 +92,13 @@ def test_bad_folder_options_are_one_line_before_anything_is_written(tmp_path, ca
 def test_image_size_applies_to_folders_only(tmp_path, capsys):
     code, _, err = dcgan_in_process("train", "--image-size", "32", "--out", str(tmp_path / "run"), capsys=capsys)
     assert code == 2 and "mnist-8k/train holds 28x28 images: --image-size 32 applies to folders of images only" in err
+
+
+def test_a_corrupt_file_among_good_ones_stops_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DCGAN_CACHE_DIR", str(tmp_path / "cache"))
+    data = shapes_folder(tmp_path / "shapes")
+    (data / "red" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    code, _, err = dcgan_in_process("train", "--data", str(data), "--image-size", "16", *FAST,
+                                    "--out", str(tmp_path / "run"), capsys=capsys)
+    assert code == 2 and "broken.png: not a readable image" in err and "--skip-bad" in err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()

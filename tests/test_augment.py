@@ -20,9 +20,9 @@ FAST = ["--batch-size", "8", "--sample-every", "1000", "--checkpoint-every", "10
 
 
 def seeds(start):
-    """A draw_seed: a fresh stateless seed per call."""
-    counter = iter(range(start, start + 10_000))
-    return lambda: tf.constant([next(counter), 0], tf.int32)
+    """A randint(shape, low, high): fresh seeded draws per call."""
+    rng = np.random.default_rng(start)
+    return lambda shape, low, high: tf.constant(rng.integers(low, high, shape), tf.int32)
 
 
 def images(n=16, seed=0):
@@ -100,7 +100,7 @@ def test_d_sees_augmented_real_and_fake_in_both_updates(monkeypatch):
 
     seen = []
 
-    def recording_augment(images, policy, draw_seed):
+    def recording_augment(images, policy, randint):
         seen.append((int(images.shape[0]), policy))
         return images
 

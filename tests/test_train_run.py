@@ -115,11 +115,11 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from trainer.config import TrainConfig
         from trainer.train import start_run
-        start_run(TrainConfig(out={str(tmp_path / 'm')!r}, iterations=4, batch_size=8, strategy="mirrored",
+        start_run(TrainConfig(out={str(tmp_path / 'm')!r}, iterations=4, batch_size=8, distribute=True,
                               quiet=True, export=False))
         import trainer.guidance
         trainer.guidance.EPOCHS = 1  # the guide is loaded into the strategy's scope and runs in each replica
-        start_run(TrainConfig(out={str(tmp_path / 'g')!r}, iterations=2, batch_size=8, strategy="mirrored",
+        start_run(TrainConfig(out={str(tmp_path / 'g')!r}, iterations=2, batch_size=8, distribute=True,
                               class_guidance=1.0, quiet=True, export=False))
 
         # every replica draws its own noise (not copies of the same batch)
@@ -129,7 +129,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         with strategy.scope():
             gan = DCGAN(build_generator(), build_discriminator(), seed=0)
-        per_replica = strategy.experimental_local_results(strategy.run(gan._noise, args=(4,)))
+        per_replica = strategy.experimental_local_results(strategy.run(gan.normal, args=(4,)))
         assert len(per_replica) == 2 and not (per_replica[0].numpy() == per_replica[1].numpy()).any()
         print("replicas draw distinct noise")
     """)

@@ -5,8 +5,9 @@ generator degrades. Augmenting real *and* generated images, in the D update and 
 alike, with operations that gradients flow through, keeps D from memorising without teaching G
 to produce augmented images (which augmenting only the real data would do).
 
-TensorFlow is imported inside the operations, so that ``parse_policy`` stays cheap for
-``TrainConfig.validate`` (bad options fail before TensorFlow loads).
+Written in ``keras.ops``, so it runs on every backend; Keras is imported inside the operations,
+so that ``parse_policy`` stays cheap for ``TrainConfig.validate`` (bad options fail before any
+backend loads).
 """
 
 from __future__ import annotations
@@ -27,47 +28,43 @@ def parse_policy(text: str) -> tuple[str, ...]:
     return names
 
 
-def augment(images, policy: tuple[str, ...], draw_seed):
+def augment(images, policy: tuple[str, ...], randint):
     """Apply each operation of ``policy``, drawn independently per image, to NHWC ``images``;
-    ``draw_seed()`` returns a fresh int32 [2] seed for TensorFlow's stateless random ops."""
+    ``randint(shape, low, high)`` draws int32 values in [low, high) (shape[0]: the batch)."""
     for name in policy:
-        images = _OPERATIONS[name](images, draw_seed)
+        images = _OPERATIONS[name](images, randint)
     return images
 
 
-def _randint(tf, shape, low, high, draw_seed):
-    return tf.random.stateless_uniform(shape, draw_seed(), minval=low, maxval=high, dtype=tf.int32)
-
-
-def translate(images, draw_seed):
+def translate(images, randint):
     """Shift each image by up to TRANSLATION of its side in x and y, filling with the background
     (-1, the value of blank pixels in [-1, 1] images)."""
-    import tensorflow as tf
+    from keras import ops
 
-    n, h, w = tf.shape(images)[0], images.shape[1], images.shape[2]
+    n, h, w, c = ops.shape(images)[0], images.shape[1], images.shape[2], images.shape[3]
     sy, sx = int(h * TRANSLATION + 0.5), int(w * TRANSLATION + 0.5)
-    padded = tf.pad(images, [[0, 0], [sy, sy], [sx, sx], [0, 0]], constant_values=-1.0)
-    oy = _randint(tf, (n, 1), 0, 2 * sy + 1, draw_seed)
-    ox = _randint(tf, (n, 1), 0, 2 * sx + 1, draw_seed)
-    rows = oy + tf.range(h)[None, :]  # [n, h]: the rows of the padded image that image i keeps
-    cols = ox + tf.range(w)[None, :]
-    out = tf.gather(padded, rows, axis=1, batch_dims=1)
-    return tf.gather(out, cols, axis=2, batch_dims=1)
+    padded = ops.pad(images, [[0, 0], [sy, sy], [sx, sx], [0, 0]], constant_values=-1.0)
+    oy = randint((n, 1), 0, 2 * sy + 1)
+    ox = randint((n, 1), 0, 2 * sx + 1)
+    rows = oy + ops.arange(h, dtype="int32")[None, :]  # [n, h]: the rows of the padded image that image i keeps
+    cols = ox + ops.arange(w, dtype="int32")[None, :]
+    out = ops.take_along_axis(padded, ops.broadcast_to(rows[:, :, None, None], (n, h, w + 2 * sx, c)), axis=1)
+    return ops.take_along_axis(out, ops.broadcast_to(cols[:, None, :, None], (n, h, w, c)), axis=2)
 
 
-def cutout(images, draw_seed):
+def cutout(images, randint):
     """Set a square of side CUTOUT of the image, at a random place per image, to 0 (mid-grey in
     [-1, 1]); the square may reach past the border, as in DiffAugment."""
-    import tensorflow as tf
+    from keras import ops
 
-    n, h, w = tf.shape(images)[0], images.shape[1], images.shape[2]
+    n, h, w = ops.shape(images)[0], images.shape[1], images.shape[2]
     ch, cw = int(h * CUTOUT + 0.5), int(w * CUTOUT + 0.5)
-    cy = _randint(tf, (n, 1, 1), 0, h + (1 - ch % 2), draw_seed)  # centre, as DiffAugment
-    cx = _randint(tf, (n, 1, 1), 0, w + (1 - cw % 2), draw_seed)
-    y = tf.range(h)[None, :, None]
-    x = tf.range(w)[None, None, :]
+    cy = randint((n, 1, 1), 0, h + (1 - ch % 2))  # centre, as DiffAugment
+    cx = randint((n, 1, 1), 0, w + (1 - cw % 2))
+    y = ops.arange(h, dtype="int32")[None, :, None]
+    x = ops.arange(w, dtype="int32")[None, None, :]
     inside = ((y >= cy - ch // 2) & (y < cy - ch // 2 + ch) & (x >= cx - cw // 2) & (x < cx - cw // 2 + cw))
-    return images * tf.cast(~inside, images.dtype)[..., None]
+    return images * ops.cast(ops.logical_not(inside), images.dtype)[..., None]
 
 
 _OPERATIONS = {"translation": translate, "cutout": cutout}

@@ -5,7 +5,8 @@ one, never half of one; the one before the newest stays as checkpoint.prev.npz, 
 falls back when the newest is damaged (``resume_point``). Variables are stored in
 ``DCGAN.state_variables()`` order with their paths; ``check`` reads every member back without
 TensorFlow, and restore matches them by position and checks shapes and dtypes. After each save,
-state.json (``RunDir.record_checkpoint``) says how far the run got.
+state.json (``RunDir.record_checkpoint``) says how far the run got. The file is the same on
+every Keras backend, so a run can resume on another.
 """
 
 from __future__ import annotations
@@ -135,9 +136,19 @@ def restore(run: RunDir, variables: list) -> int:
             if tuple(value.shape) != tuple(var.shape):
                 raise DcganError(f"{run.checkpoint}: {paths[i]} has shape {value.shape}, expected {tuple(var.shape)}")
             if value.dtype != np.dtype(var.dtype):
-                raise DcganError(f"{run.checkpoint}: {paths[i]} has dtype {value.dtype}, expected {var.dtype}")
+                value = _cast_seed_state(value, np.dtype(var.dtype), f"{run.checkpoint}: {paths[i]}")
             var.assign(value)
         return int(ckpt["iteration"])
+
+
+def _cast_seed_state(value: np.ndarray, dtype: np.dtype, where: str) -> np.ndarray:
+    """Random-seed states are int64 on TensorFlow and uint32 on JAX; a checkpoint from the other
+    backend holds the same integers in the other type. Anything else must match exactly."""
+    if value.dtype.kind in "iu" and dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if value.size == 0 or (value.min() >= info.min and value.max() <= info.max):
+            return value.astype(dtype)
+    raise DcganError(f"{where} has dtype {value.dtype}, expected {dtype}")
 
 
 def _match(paths: list[str], variables: list) -> list[int] | None:

@@ -108,7 +108,6 @@ def _train(ctx: click.Context, config_file: str | None, resume: str | None, forc
             plan = plan_resume(resume, given, dry_run=True)
             click.echo(_describe(plan, given))
             return
-        require_training_extra("train")
         from .train import resume_run
 
         resume_run(resume, given, echo=click.echo)
@@ -120,7 +119,6 @@ def _train(ctx: click.Context, config_file: str | None, resume: str | None, forc
 
         click.echo(_describe(plan_start(config, force, recipe.stages, dry_run=True), given))
         return
-    require_training_extra("train")
     from .train import start_run
 
     start_run(config, force, recipe.stages, echo=click.echo)

@@ -9,6 +9,7 @@ imports TensorFlow: every check that can fail on user input runs before it loads
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import math
 import platform
@@ -72,8 +73,10 @@ class TrainConfig:
                           flag="--export/--no-export")
     quiet: bool = option(False, "output", "No progress bar.")
     mixed_precision: bool = option(False, "hardware", "Train in mixed_float16 with loss scaling.")
-    strategy: str = option("default", "hardware", "mirrored: tf.distribute.MirroredStrategy over all "
-                                                  "visible devices.", choices=("default", "mirrored"))
+    backend: str | None = option(None, "hardware", "Keras backend: tensorflow or jax [default: $KERAS_BACKEND, "
+                                                   "else tensorflow].", choices=("tensorflow", "jax"))
+    distribute: bool = option(False, "hardware", "Spread each step over every local device (JAX: over the "
+                                                 "devices of every process).")
 
     def validate(self) -> None:
         from . import augment
@@ -104,8 +107,12 @@ class TrainConfig:
         parse_colour(self.background)
         if not 0 < self.width_multiplier <= 8:
             raise DcganError(f"--width-multiplier must be in (0, 8], got {self.width_multiplier}")
-        if self.strategy not in ("default", "mirrored"):
-            raise DcganError(f"--strategy must be default or mirrored, got {self.strategy!r}")
+        from .hardware import resolve_backend
+
+        self.backend = resolve_backend(self.backend)
+        if self.tensorboard and importlib.util.find_spec("tensorflow") is None:
+            raise DcganError("--tensorboard writes through TensorFlow's tf.summary, which is not installed "
+                             "(pip install 'dcgan[train]')")
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -118,6 +125,9 @@ INT_RANGES = {
 # Options that change only what a run reports or writes at its end, never what it trains:
 # config.json's resume history skips them.
 REPORTING = frozenset({"quiet", "tensorboard", "eval_every", "eval_samples", "export"})
+# Options that change where a run computes, not what: a resume may change them (checkpoints are
+# the same on every backend), and config.json's resume history records them.
+HARDWARE = frozenset({"backend", "distribute"})
 
 
 def flag(name: str) -> str:

@@ -1,15 +1,19 @@
 """The DCGAN as one ``keras.Model``: both networks, both optimizers, one ``train_step``.
 
-``fit()`` drives it, so callbacks, distribution strategies and mixed precision work the Keras way.
-One call of ``train_step`` is one *iteration*: ``d_steps`` discriminator updates, then one
-generator update (Algorithm 1 of Goodfellow et al., 2014).
+``fit()`` drives it, so callbacks, distribution and mixed precision work the Keras way. One call
+of ``train_step`` is one *iteration*: ``d_steps`` discriminator updates, then one generator update
+(Algorithm 1 of Goodfellow et al., 2014).
+
+The math is written once, in ``keras.ops``, for every backend; only taking a gradient differs
+(``trainer/gradients.py``), and on JAX fit() hands the step every variable's value as data
+(``trainer/jax_step.py``).
 
 Why explicit variable lists: the recipe this comes from freezes the discriminator inside a
 combined model with ``discriminator.trainable = False`` and relies on the order of its
 ``compile()`` calls to keep the flag from applying to the discriminator's own updates; its author
 was confused by it, and so is every reader. Here each update differentiates and applies to
 exactly one network's ``trainable_variables``, so no flag or call order can leak an update
-across networks (tests/test_train.py::test_each_update_changes_only_its_own_network proves
+across networks (tests/test_train_step.py::test_each_update_changes_only_its_own_network proves
 it bit for bit).
 
 Every generator forward pass goes through ``subpixel_forward.generator_forward``: the same
@@ -20,9 +24,10 @@ exact sub-pixel convolution (most of the step's arithmetic is in the generator).
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from .augment import augment
+from .gradients import input_value_and_grad, num_replicas, replica_rows, value_and_grad
 from .guidance import guidance_loss
 from .subpixel_forward import generator_forward
 
@@ -32,15 +37,30 @@ def _has_batchnorm(model) -> bool:
                or (hasattr(layer, "layers") and _has_batchnorm(layer)) for layer in model.layers)
 
 
-def num_replicas() -> int:
-    return tf.distribute.get_strategy().num_replicas_in_sync
-
-
 def global_share(replica_mean):
     """A loss averaged over this replica's batch, as its share of the mean over the global batch:
     the optimizer sums gradients across replicas, so each replica's term is divided by their
-    count (one device: unchanged). Every loss term goes through here."""
+    count (one device, or JAX, which runs one program over the global batch: unchanged). Every
+    loss term goes through here."""
     return replica_mean / num_replicas()
+
+
+class OptimizerPair:
+    """D's and G's optimizers as the one ``model.optimizer`` that fit() knows of. On JAX, fit()
+    threads ``model.optimizer.variables`` through every step and writes them back at the end;
+    it must see both optimizers' state, not one."""
+
+    built = True
+
+    def __init__(self, d_optimizer, g_optimizer):
+        self.d_optimizer, self.g_optimizer = d_optimizer, g_optimizer
+
+    @property
+    def variables(self) -> list:
+        return [*self.d_optimizer.variables, *self.g_optimizer.variables]
+
+    def build(self, variables) -> None:  # both are built by DCGAN.compile
+        pass
 
 
 class DCGAN(keras.Model):
@@ -64,8 +84,8 @@ class DCGAN(keras.Model):
         if self.ema_decay > 0:
             self.ema_generator = keras.models.clone_model(generator)
             self.ema_generator.set_weights(generator.get_weights())
-        # Both networks arrive built; without this, fit() under a distribution strategy would
-        # trace call() on a batch of images to build the model.
+        # Both networks arrive built; without this, fit() under a distribution would trace
+        # call() on a batch of images to build the model.
         self.built = True
 
     def compile(self, d_optimizer: keras.optimizers.Optimizer, g_optimizer: keras.optimizers.Optimizer,
@@ -92,6 +112,7 @@ class DCGAN(keras.Model):
         # into them before fit() starts.
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self.generator.trainable_variables)
+        self.optimizer = OptimizerPair(d_optimizer, g_optimizer)
 
     def call(self, z, training=False):
         return self.sampling_generator(z, training=training)
@@ -108,93 +129,92 @@ class DCGAN(keras.Model):
         return [*self.generator.variables, *self.discriminator.variables,
                 *self.d_optimizer.variables, *self.g_optimizer.variables, self.noise_seed.state, *ema]
 
-    def _draw_seed(self):
-        """The next stateless seed of the checkpointed generator, distinct per replica.
+    # -- randomness: every draw comes from the checkpointed noise seed, so a resume stays exact
 
-        Under a distribution strategy every replica runs the step with the same generator state,
-        so drawing from it directly gives every replica the same noise and the global batch holds
-        copies. The replica's index is added to the seed (replica 0, and any single-device run,
-        draws exactly what ``keras.random.normal(seed=self.noise_seed)`` would)."""
-        seed = self.noise_seed.next()
-        context = tf.distribute.get_replica_context()
-        if context is not None and context.num_replicas_in_sync > 1:
-            replica = tf.cast(context.replica_id_in_sync_group, seed.dtype)
-            seed = seed + tf.stack([replica, tf.zeros_like(replica)])
-        # as keras' TensorFlow backend does: the state is int64, stateless ops want int32
-        return tf.cast(tf.math.floormod(seed, tf.int32.max - 1), tf.int32)
+    def normal(self, n):
+        """Noise for ``n`` images: ``n`` x latent_dim standard normals."""
+        return replica_rows(lambda rows: keras.random.normal((rows, self.latent_dim), seed=self.noise_seed), n)
 
-    def _noise(self, n):
-        return tf.random.stateless_normal((n, self.latent_dim), seed=self._draw_seed())
+    def randint(self, shape, low: int, high: int):
+        """int32 in [low, high) of ``shape``, whose first dimension is this replica's batch."""
+        return replica_rows(lambda rows: keras.random.randint((rows, *shape[1:]), low, high, dtype="int32",
+                                                              seed=self.noise_seed), shape[0])
 
     def _augment(self, images):
-        # Draws from the noise seed generator, so the augmentations are part of the checkpointed
-        # random state too (resume stays exact); with no policy nothing is drawn.
-        return augment(images, self.augment_policy, self._draw_seed) if self.augment_policy else images
+        return augment(images, self.augment_policy, self.randint) if self.augment_policy else images
 
-    def _bce(self, labels, logits):
-        return global_share(tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)))
+    # -- the step
+
+    def _bce(self, target: float, logits):
+        return global_share(ops.mean(ops.binary_crossentropy(ops.full_like(logits, target), logits, from_logits=True)))
 
     def discriminator_step(self, real):
-        n = tf.shape(real)[0]
+        n = ops.shape(real)[0]
         # A training-mode forward pass of G updates its BatchNorm moving statistics; the D step
         # must leave G untouched, so they are put back afterwards.
-        bn_stats = [v for v in self.generator.non_trainable_variables]
-        saved = [tf.identity(v) for v in bn_stats]
-        fake = tf.stop_gradient(generator_forward(self.generator, self._noise(n), training=True))
+        bn_stats = list(self.generator.non_trainable_variables)
+        saved = [ops.copy(v.value) for v in bn_stats]
+        fake = ops.stop_gradient(generator_forward(self.generator, self.normal(n), training=True))
         for v, value in zip(bn_stats, saved):
             v.assign(value)
-        with tf.GradientTape() as tape:
+
+        def loss():
             if self.joint_d_pass:
                 # One pass over real and fake together (half the kernel launches of two). Without
                 # BatchNormalization no image's logit depends on the others in its batch, so this
                 # is two separate passes in distribution (Dropout draws its masks once, not twice).
-                images = self._augment(tf.concat([real, tf.cast(fake, real.dtype)], 0))
+                images = self._augment(ops.concatenate([real, ops.cast(fake, real.dtype)], 0))
                 logits, input_grads = self._discriminate(images, n)
                 real_logits, fake_logits = logits[:n], logits[n:]
             else:  # batch statistics must not mix real and fake
                 real_logits, input_grads = self._discriminate(self._augment(real), n)
                 fake_logits, _ = self._discriminate(self._augment(fake))
-            loss_real = self._bce(tf.fill(tf.shape(real_logits), 1.0 - self.label_smoothing), real_logits)
-            loss_fake = self._bce(tf.zeros_like(fake_logits), fake_logits)
-            loss = loss_real + loss_fake
+            loss_real = self._bce(1.0 - self.label_smoothing, real_logits)
+            loss_fake = self._bce(0.0, fake_logits)
+            total = loss_real + loss_fake
             if self.r1_gamma > 0:
-                squared = tf.reduce_sum(tf.square(input_grads), axis=[1, 2, 3])
-                loss += global_share(0.5 * self.r1_gamma * tf.reduce_mean(squared))
-            scaled = self.d_optimizer.scale_loss(loss)
+                squared = ops.sum(ops.square(input_grads), axis=[1, 2, 3])
+                total = total + global_share(0.5 * self.r1_gamma * ops.mean(squared))
+            return self.d_optimizer.scale_loss(total), (loss_real, loss_fake, real_logits, fake_logits)
+
         variables = self.discriminator.trainable_variables
-        self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-        return loss_real, loss_fake, tf.sigmoid(real_logits), tf.sigmoid(fake_logits)
+        _, (loss_real, loss_fake, real_logits, fake_logits), grads = value_and_grad(loss, variables)
+        self.d_optimizer.apply(grads, variables)
+        return loss_real, loss_fake, ops.sigmoid(real_logits), ops.sigmoid(fake_logits)
 
     def _discriminate(self, images, n_real=None):
         """D's float32 logits, and with R1 on and ``n_real`` given, the gradients of the logits of
         the first ``n_real`` images (the real ones) with respect to those images. Without
         BatchNormalization each logit depends on its own image only, so one gradient of their sum
         gives every image its own (with it, the sum's gradient also carries the batch-statistics
-        terms). The outer tape differentiates through it (double backprop)."""
+        terms). The outer gradient differentiates through it (double backprop)."""
         if self.r1_gamma == 0 or n_real is None:
-            return tf.cast(self.discriminator(images, training=True), tf.float32), None
-        with tf.GradientTape() as inner:
-            inner.watch(images)
-            logits = tf.cast(self.discriminator(images, training=True), tf.float32)
-            real_sum = tf.reduce_sum(logits[:n_real])
-        grads = inner.gradient(real_sum, images)[:n_real]
-        return logits, tf.cast(grads, tf.float32)
+            return ops.cast(self.discriminator(images, training=True), "float32"), None
+
+        def real_sum(x):
+            logits = ops.cast(self.discriminator(x, training=True), "float32")
+            return ops.sum(logits[:n_real]), logits
+
+        _, logits, grads = input_value_and_grad(real_sum, images)
+        return logits, ops.cast(grads[:n_real], "float32")
 
     def generator_step(self, n):
-        with tf.GradientTape() as tape:
-            fake = generator_forward(self.generator, self._noise(n), training=True)
-            logits = tf.cast(self.discriminator(self._augment(fake), training=True), tf.float32)
-            loss = self._bce(tf.ones_like(logits), logits)  # non-saturating: maximise log D(G(z))
-            total = loss
+        def loss():
+            fake = generator_forward(self.generator, self.normal(n), training=True)
+            logits = ops.cast(self.discriminator(self._augment(fake), training=True), "float32")
+            g_loss = self._bce(1.0, logits)  # non-saturating: maximise log D(G(z))
+            total = g_loss
             if self.guide is not None:
-                guide_logits = self.guide(tf.cast(fake, tf.float32), training=False)
-                total += global_share(self.class_guidance * guidance_loss(guide_logits))
-            scaled = self.g_optimizer.scale_loss(total)
+                guide_logits = self.guide(ops.cast(fake, "float32"), training=False)
+                total = total + global_share(self.class_guidance * guidance_loss(guide_logits))
+            return self.g_optimizer.scale_loss(total), g_loss
+
         variables = self.generator.trainable_variables
-        self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        _, g_loss, grads = value_and_grad(loss, variables)
+        self.g_optimizer.apply(grads, variables)
         if self.ema_generator is not None:
             self.update_ema()
-        return loss
+        return g_loss
 
     def update_ema(self):
         """ema = d * ema + (1 - d) * weights, with d warming up as min(decay, (1 + t) / (10 + t))
@@ -202,23 +222,37 @@ class DCGAN(keras.Model):
         averages are not dominated by the random initialisation. BatchNorm moving statistics are
         copied, not averaged: they are already running averages of the live generator's
         activations, as in StyleGAN's averaged generator."""
-        t = tf.cast(self.g_optimizer.iterations, tf.float32)
-        decay = tf.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
+        t = ops.cast(self.g_optimizer.iterations, "float32")
+        decay = ops.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
         for ema, weight in zip(self.ema_generator.weights, self.generator.weights):
-            value = tf.cast(weight, ema.dtype)
-            ema.assign(decay * ema + (1.0 - decay) * value if weight.trainable else value)
+            value = ops.cast(weight.value, ema.dtype)
+            ema.assign(decay * ema.value + (1.0 - decay) * value if weight.trainable else value)
 
-    def train_step(self, real):
+    def train_step(self, *args):
+        """One iteration. TensorFlow calls it with the data; JAX with ``(state, data)``, where
+        state holds every variable's value (``trainer/jax_step.py``)."""
+        if len(args) == 2:
+            from .jax_step import stateless_train_step
+
+            return stateless_train_step(self, *args)
+        return self.iteration(args[0])
+
+    def iteration(self, data):
+        """One iteration on the real images that ``data`` holds (data adapters may wrap them in a tuple)."""
+        real, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self.iterate(real)
+
+    def iterate(self, real):
         """``real`` holds ``d_steps`` batches of real images: one per discriminator update."""
         replicas = num_replicas()
         loss_real = loss_fake = d_real = d_fake = 0.0
-        for batch in tf.split(real, self.d_steps):
+        for batch in ops.split(real, self.d_steps):
             lr, lf, pr, pf = self.discriminator_step(batch)
             loss_real += lr
             loss_fake += lf
-            d_real += tf.reduce_mean(pr)
-            d_fake += tf.reduce_mean(pf)
-        g_loss = self.generator_step(tf.shape(real)[0] // self.d_steps)
+            d_real += ops.mean(pr)
+            d_fake += ops.mean(pf)
+        g_loss = self.generator_step(ops.shape(real)[0] // self.d_steps)
         k = float(self.d_steps)
         # Report per-replica figures as global means (undoing global_share).
         return {

@@ -78,11 +78,11 @@ def guidance_loss(logits):
     mean class distribution (in nats; -ln 10 for confident images spread evenly over ten classes).
     Under a distribution strategy the batch is each replica's own: its mean distribution is not
     shared across replicas."""
-    import tensorflow as tf
+    from keras import ops
 
-    log_p = tf.nn.log_softmax(tf.cast(logits, tf.float32))
-    p = tf.exp(log_p)
-    per_image = -tf.reduce_mean(tf.reduce_sum(p * log_p, axis=1))
-    marginal = tf.reduce_mean(p, axis=0)
-    batch = -tf.reduce_sum(marginal * tf.math.log(marginal + 1e-12))
+    log_p = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+    p = ops.exp(log_p)
+    per_image = -ops.mean(ops.sum(p * log_p, axis=1))
+    marginal = ops.mean(p, axis=0)
+    batch = -ops.sum(marginal * ops.log(marginal + 1e-12))
     return per_image - batch

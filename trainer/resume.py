@@ -15,11 +15,12 @@ from dcgan_export.errors import DcganError
 from dcgan_export.run_dir import RunDir
 
 from . import checkpoint
-from .config import REPORTING, RunPlan, TrainConfig, config_from_record, flag, load_data, write_record
+from .config import HARDWARE, REPORTING, RunPlan, TrainConfig, config_from_record, flag, load_data, write_record
 
 # What a resume may change: how far the run goes and how it anneals (lr decay, averaging decay,
-# guidance weight), and anything that only changes what it reports.
-RESUMABLE = frozenset({"iterations", "lr_decay_start", "ema", "class_guidance"}) | REPORTING
+# guidance weight), where it runs (a checkpoint is backend-neutral), and anything that only
+# changes what it reports.
+RESUMABLE = frozenset({"iterations", "lr_decay_start", "ema", "class_guidance"}) | HARDWARE | REPORTING
 
 
 def check_changes(changes: dict, where: str = "--resume") -> None:
@@ -46,7 +47,7 @@ def check_stage_changes(stages: list[dict], start_iterations: int, where: str, s
 def changes_training(changes: dict) -> bool:
     """Whether a resume changes what the run trains (not only what it reports): such a resume
     trains to its own end, and leaves a recipe's stages ahead for a later plain resume."""
-    return bool(set(changes) - REPORTING)
+    return bool(set(changes) - REPORTING - HARDWARE)
 
 
 def pending_stages(record: dict) -> list[dict]:

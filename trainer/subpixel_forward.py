@@ -20,7 +20,7 @@ import functools
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from dcgan_export import subpixel
 
@@ -64,13 +64,26 @@ def _phase_map(kernel_size: int) -> np.ndarray:
 def _upsample_conv(x, conv: keras.layers.Conv2D):
     dtype = conv.compute_dtype
     k = conv.kernel_size[0]
-    kernel = tf.cast(conv.kernel, dtype)
+    kernel = ops.cast(conv.kernel, dtype)
     cin, cout = kernel.shape[-2], kernel.shape[-1]
-    phase_map = tf.constant(_phase_map(k), dtype=dtype)
-    phases = tf.einsum("rspt,tio->rsipo", phase_map, tf.reshape(kernel, (k * k, cin, cout)))
+    phase_map = ops.convert_to_tensor(_phase_map(k), dtype=dtype)
+    phases = ops.einsum("rspt,tio->rsipo", phase_map, ops.reshape(kernel, (k * k, cin, cout)))
     size = phases.shape[0]
-    y = tf.nn.conv2d(tf.cast(x, dtype), tf.reshape(phases, (size, size, cin, 4 * cout)), 1, "SAME")
+    y = ops.conv(ops.cast(x, dtype), ops.reshape(phases, (size, size, cin, 4 * cout)), strides=1, padding="same")
     if conv.use_bias:
-        y = y + tf.tile(tf.cast(conv.bias, dtype), [4])
-    y = tf.nn.depth_to_space(y, 2)
-    return conv.activation(y)
+        y = y + ops.tile(ops.cast(conv.bias, dtype), [4])
+    return conv.activation(depth_to_space(y, 2))
+
+
+def depth_to_space(x, block: int):
+    """NHWC [n, h, w, b*b*c] -> [n, h*b, w*b, c], channel (dy*b + dx)*c + ch going to pixel (dy, dx)
+    of each block: TensorFlow's ``depth_to_space`` (its own kernel there), ONNX's DCR mode."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.nn.depth_to_space(x, block)
+    n, h, w, channels = ops.shape(x)
+    c = channels // (block * block)
+    y = ops.reshape(x, (n, h, w, block, block, c))
+    y = ops.transpose(y, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(y, (n, h * block, w * block, c))

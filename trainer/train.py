@@ -10,6 +10,7 @@ onnxruntime).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from dcgan_export.atomic import atomic_path
 from dcgan_export.errors import DcganError
 from dcgan_export.run_dir import RunDir
 
-from . import augment, checkpoint, guidance
+from . import augment, checkpoint, guidance, hardware
 from .config import RunPlan, TrainConfig, load_data, write_record
 from .resume import changes_training, check_stage_changes, pending_stages, plan_resume
 
@@ -86,9 +87,17 @@ def _finish(plan: RunPlan, echo: Echo) -> RunDir:
 
 
 def export_in_subprocess(run: RunDir, echo: Echo) -> None:
-    """``dcgan export RUN --out RUN/generator.onnx``: the parity gate in its own process."""
+    """``dcgan export RUN --out RUN/generator.onnx``: the parity gate in its own process. Export
+    converts through TensorFlow; where it is not installed (a JAX-only machine) the run is
+    complete without the ONNX file, and the user hears how to make it elsewhere."""
+    missing = [name for name in ("tensorflow", "tf2onnx", "onnx") if importlib.util.find_spec(name) is None]
+    if missing:
+        echo(f"Not exported: dcgan export needs {', '.join(missing)} (pip install 'dcgan[train]'); "
+             f"run `dcgan export {run.path}` where they are installed")
+        return
     command = [sys.executable, "-m", "dcgan_export.cli", "export", str(run.path), "--out", str(run.generator_onnx)]
-    result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
     for line in result.stdout.splitlines():
         echo(line)
     if result.returncode != 0:
@@ -101,28 +110,27 @@ def fit(plan: RunPlan, echo: Echo = print) -> RunDir:
     """Build the networks, restore the checkpoint (if resuming), ``fit()`` to the plan's end and
     write the run's final files."""
     config, run, data, start = plan.config, plan.run, plan.data, plan.start
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
+    hardware.activate(config.backend)
     import keras
-    import tensorflow as tf
 
     from . import callbacks as cb
     from .gan import DCGAN
     from .models import build_discriminator, build_generator
 
     keras.backend.clear_session()  # a recipe's next stage starts from a clean slate, as a new process would
-    strategy = _strategy(config, tf)
-    echo(_device_line(config, tf, strategy))
+    devices = hardware.setup(config.distribute, config.batch_size, config.mixed_precision)
+    echo(devices.description)
     guide = None
     if config.class_guidance:
         # Trained (first time only) before the run's seed is set, so G and D start as without it.
         path = guidance.ensure_guide(run, data.images, data.labels, config.seed, echo)
-        with strategy.scope():
+        with devices.scope():
             guide = guidance.load_guide(path)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        with strategy.scope():
+        with devices.scope():
             generator = build_generator(config.latent_dim, data.image_shape, config.width_multiplier)
             discriminator = build_discriminator(data.image_shape, config.width_multiplier)
             gan = DCGAN(generator, discriminator, config.latent_dim, config.d_steps, seed=config.seed,
@@ -167,7 +175,7 @@ def fit(plan: RunPlan, echo: Echo = print) -> RunDir:
 def _fit_to_the_end(gan, plan: RunPlan, elapsed: float, echo: Echo) -> None:
     """``fit()`` from the plan's start to its end, with the callbacks that log, sample and checkpoint."""
     from . import callbacks as cb
-    from .data import make_dataset
+    from .data import IterationBatches
 
     config, run, data, start = plan.config, plan.run, plan.data, plan.start
     fixed_noise = np.random.default_rng([config.seed, 2**31]).standard_normal((25, config.latent_dim)).astype(np.float32)
@@ -184,8 +192,9 @@ def _fit_to_the_end(gan, plan: RunPlan, elapsed: float, echo: Echo) -> None:
     if not config.quiet:
         callbacks.append(cb.ProgressBar(start, config.iterations))
 
-    dataset = make_dataset(data.images, config.batch_size, config.d_steps, config.seed, start)
-    gan.fit(dataset, epochs=1, steps_per_epoch=config.iterations - start, callbacks=callbacks, verbose=0, shuffle=False)
+    batches = IterationBatches(data.images, config.batch_size, config.d_steps, config.seed, start,
+                               config.iterations - start)
+    gan.fit(batches, epochs=1, callbacks=callbacks, verbose=0, shuffle=False)
     if tb is not None:
         tb.close()
 
@@ -216,26 +225,3 @@ def _save_model(model, path: Path, mixed_precision: bool, rebuild: Callable) -> 
         model = clone
     with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)
-
-
-def _strategy(config: TrainConfig, tf):
-    if config.strategy == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        strategy = tf.distribute.MirroredStrategy(devices)
-        if config.batch_size % strategy.num_replicas_in_sync:
-            raise DcganError(f"--batch-size {config.batch_size} must be divisible by the "
-                             f"{strategy.num_replicas_in_sync} replicas of --strategy mirrored")
-        return strategy
-    return tf.distribute.get_strategy()
-
-
-def _device_line(config: TrainConfig, tf, strategy) -> str:
-    gpus = tf.config.list_physical_devices("GPU")
-    where = f"GPU ({', '.join(g.name for g in gpus)})" if gpus else "CPU (TensorFlow sees no GPU)"
-    extra = []
-    if config.strategy == "mirrored":
-        extra.append(f"MirroredStrategy over {strategy.num_replicas_in_sync} devices")
-    if config.mixed_precision:
-        extra.append("mixed_float16")
-    return f"Training on {where}" + (f", {', '.join(extra)}" if extra else "")

@@ -1,0 +1,103 @@
+"""The one part of a GAN step that differs per Keras backend: taking a gradient.
+
+The step's math (``trainer/gan.py``) is written once in ``keras.ops`` and calls these two functions
+where it needs a gradient, the way Keras 3's custom-train-step guides split it: TensorFlow records
+on a ``GradientTape``; JAX differentiates a pure function, so the variables' values go in as
+arguments and whatever the forward pass assigns (BatchNorm statistics, random-seed states) comes
+back out as data and is assigned afterwards, inside the step's ``StatelessScope``
+(``trainer/jax_step.py``). Both support differentiating through a gradient (R1's double backprop).
+
+Also here: how many replicas share a step, and which one this is (TensorFlow's MirroredStrategy
+runs the step once per device; JAX runs one program over the global batch, so 1 and 0).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+# Keras exports StatelessScope but not the way to find the active one; fit() on JAX opens one per step.
+from keras.src.backend.common.stateless_scope import get_stateless_scope
+
+
+def value_and_grad(fn: Callable, variables: list):
+    """``fn() -> (loss, aux)``; returns ``(loss, aux, gradients of loss w.r.t. variables)``."""
+    if keras.backend.backend() == "jax":
+        return _jax_grad(fn, list(variables))
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        loss, aux = fn()
+    return loss, aux, tape.gradient(loss, variables)
+
+
+def input_value_and_grad(fn: Callable, x):
+    """``fn(x) -> (scalar, aux)``; returns ``(scalar, aux, gradient w.r.t. x)``, itself differentiable."""
+    if keras.backend.backend() == "jax":
+        return _jax_grad(fn, None, x)
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y, aux = fn(x)
+    return y, aux, tape.gradient(y, x)
+
+
+class _RecordingScope(keras.StatelessScope):
+    """A StatelessScope that starts from given values and remembers which variables were assigned."""
+
+    def __init__(self, values: dict):
+        super().__init__()
+        self.state_mapping = values
+        self.assigned: dict = {}
+
+    def add_update(self, update):
+        self.assigned[id(update[0])] = update[0]
+        super().add_update(update)
+
+
+def _jax_grad(fn: Callable, variables: list | None, x=None):
+    """Differentiate ``fn()`` w.r.t. the values of ``variables``, or ``fn(x)`` w.r.t. ``x``; every
+    other variable is read from the enclosing StatelessScope (or the variable itself)."""
+    import jax
+
+    outer = get_stateless_scope()
+    inherited = dict(outer.state_mapping) if outer is not None else {}
+    assigned: dict = {}
+
+    def pure(values):
+        mapping = dict(inherited)
+        if variables is not None:
+            mapping.update({id(v): value for v, value in zip(variables, values)})
+        scope = _RecordingScope(mapping)
+        with scope:
+            out, aux = fn() if variables is not None else fn(values)
+        assigned.update(scope.assigned)
+        return out, (aux, {key: scope.state_mapping[key] for key in scope.assigned})
+
+    start = [v.value for v in variables] if variables is not None else x
+    (out, (aux, updates)), grads = jax.value_and_grad(pure, has_aux=True)(start)
+    for key, value in updates.items():
+        assigned[key].assign(value)  # into the enclosing scope, or the variable itself
+    return out, aux, grads
+
+
+def num_replicas() -> int:
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.distribute.get_strategy().num_replicas_in_sync
+    return 1
+
+
+def replica_rows(draw: Callable, n):
+    """``draw(rows)`` for this replica's ``n`` rows of the global batch: every replica draws the
+    whole global batch from the same seed and keeps its own slice, so replicas get distinct
+    noise while the random state stays one shared value (one device: just ``draw(n)``)."""
+    replicas = num_replicas()
+    if replicas == 1:
+        return draw(n)
+    import tensorflow as tf
+
+    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+    return draw(n * replicas)[replica * n:(replica + 1) * n]

@@ -171,7 +171,7 @@ def test_single_device_noise_is_what_keras_random_draws():
     gan = DCGAN(build_generator(), build_discriminator(), seed=5)
     reference = keras.random.SeedGenerator(5)
     for _ in range(3):
-        np.testing.assert_array_equal(gan._noise(4).numpy(), keras.random.normal((4, 100), seed=reference).numpy())
+        np.testing.assert_array_equal(gan.normal(4).numpy(), keras.random.normal((4, 100), seed=reference).numpy())
 
 
 def test_each_update_changes_only_its_own_network():

@@ -27,7 +27,7 @@ import keras
 from keras import ops
 
 from .augment import augment
-from .gradients import input_value_and_grad, num_replicas, replica_rows, value_and_grad
+from .gradients import apply_gradients, input_value_and_grad, num_replicas, replica_rows, value_and_grad
 from .guidance import guidance_loss
 from .subpixel_forward import generator_forward
 
@@ -179,7 +179,7 @@ class DCGAN(keras.Model):
 
         variables = self.discriminator.trainable_variables
         _, (loss_real, loss_fake, real_logits, fake_logits), grads = value_and_grad(loss, variables)
-        self.d_optimizer.apply(grads, variables)
+        apply_gradients(self.d_optimizer, grads, variables)
         return loss_real, loss_fake, ops.sigmoid(real_logits), ops.sigmoid(fake_logits)
 
     def _discriminate(self, images, n_real=None):
@@ -211,7 +211,7 @@ class DCGAN(keras.Model):
 
         variables = self.generator.trainable_variables
         _, g_loss, grads = value_and_grad(loss, variables)
-        self.g_optimizer.apply(grads, variables)
+        apply_gradients(self.g_optimizer, grads, variables)
         if self.ema_generator is not None:
             self.update_ema()
         return g_loss

@@ -1,4 +1,4 @@
-"""The one part of a GAN step that differs per Keras backend: taking a gradient.
+"""The one part of a GAN step that differs per Keras backend: taking a gradient and applying it.
 
 The step's math (``trainer/gan.py``) is written once in ``keras.ops`` and calls these two functions
 where it needs a gradient, the way Keras 3's custom-train-step guides split it: TensorFlow records
@@ -6,6 +6,8 @@ on a ``GradientTape``; JAX differentiates a pure function, so the variables' val
 arguments and whatever the forward pass assigns (BatchNorm statistics, random-seed states) comes
 back out as data and is assigned afterwards, inside the step's ``StatelessScope``
 (``trainer/jax_step.py``). Both support differentiating through a gradient (R1's double backprop).
+An optimizer applies its update in place on TensorFlow and through ``stateless_apply`` on JAX (a
+loss-scale optimizer's in-place update branches on traced values, which JAX cannot trace).
 
 Also here: how many replicas share a step, and which one this is (TensorFlow's MirroredStrategy
 runs the step once per device; JAX runs one program over the global batch, so 1 and 0).
@@ -41,6 +43,17 @@ def input_value_and_grad(fn: Callable, x):
         tape.watch(x)
         y, aux = fn(x)
     return y, aux, tape.gradient(y, x)
+
+
+def apply_gradients(optimizer, grads: list, variables: list) -> None:
+    """``optimizer.apply(grads, variables)``, the optimizer's state and the variables updated."""
+    if keras.backend.backend() != "jax":
+        optimizer.apply(grads, variables)
+        return
+    new_values, new_state = optimizer.stateless_apply([v.value for v in optimizer.variables], grads,
+                                                      [v.value for v in variables])
+    for variable, value in zip([*variables, *optimizer.variables], [*new_values, *new_state]):
+        variable.assign(value)
 
 
 class _RecordingScope(keras.StatelessScope):

@@ -19,6 +19,7 @@ MAX_ITERATIONS = 10**9  # generator updates: months of training on any machine
 MAX_EPOCHS = 10**6
 MAX_EVAL_SAMPLES = 1_000_000  # dcgan eval keeps ~600 bytes per image: at most ~0.6 GB
 MAX_BATCH_SIZE = 2**16  # images per update; larger ones exceed any small-image data set here
+MAX_PROCESSES = 4096  # processes of one multi-process run: far past any cluster this trainer is for
 
 
 def check_int(value, name: str, low: int, high: int | None = None) -> int:

@@ -19,6 +19,7 @@ from dcgan_export.images import make_grid, write_gif, write_png
 from dcgan_export.run_dir import RunDir, trim_log
 
 from . import checkpoint
+from .hardware import host_value
 
 LOSS_COLUMNS = ["iteration", "d_loss_real", "d_loss_fake", "g_loss", "d_real", "d_fake", "elapsed_s"]
 LOG_KEYS = LOSS_COLUMNS[1:6]
@@ -30,7 +31,8 @@ class _IterationCallback(keras.callbacks.Callback):
         self.start = start
 
     def on_train_batch_end(self, batch, logs=None):
-        self.on_iteration_end(self.start + batch + 1, {k: float(v) for k, v in (logs or {}).items()})
+        logs = {k: float(host_value(v)) for k, v in (logs or {}).items()}
+        self.on_iteration_end(self.start + batch + 1, logs)
 
     def on_iteration_end(self, iteration: int, logs: dict) -> None:
         raise NotImplementedError
@@ -94,14 +96,29 @@ class SampleGrids(_IterationCallback):
             self.write(iteration)
 
     def write(self, iteration: int) -> None:
-        images = self.model.sampling_generator(self.fixed_noise, training=False)
-        grid = make_grid(to_pixels(np.asarray(images, dtype=np.float32)), nrow=5)
+        grid = make_grid(to_pixels(generate(self.model, self.fixed_noise)), nrow=5)
         write_png(self.run.sample_grid(iteration), grid)
         if self.tb_writer is not None:
             self.tb_writer.image("samples", grid, iteration)
 
     def on_train_end(self, logs=None):
         write_progress_gif(self.run)
+
+
+def generate(model, noise: np.ndarray) -> np.ndarray:
+    """The images the run's sampling generator makes of ``noise``, as float32 numpy. In a
+    multi-process run its weights span every process's devices, and a computation on them would
+    wait for the others: process 0 computes from its own copy of the values instead."""
+    generator = model.sampling_generator
+    if getattr(generator.weights[0].value, "is_fully_addressable", True):
+        return np.asarray(generator(noise, training=False), dtype=np.float32)
+
+    def values(variables):
+        return [host_value(v.value) for v in variables]
+
+    images, _ = generator.stateless_call(values(generator.trainable_variables),
+                                         values(generator.non_trainable_variables), noise, training=False)
+    return host_value(images).astype(np.float32)
 
 
 def write_progress_gif(run: RunDir) -> None:

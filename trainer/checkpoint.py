@@ -22,11 +22,13 @@ from dcgan_export.atomic import atomic_path
 from dcgan_export.errors import DcganError, first_line
 from dcgan_export.run_dir import RunDir
 
+from .hardware import host_value
+
 
 def save(run: RunDir, variables: list, iteration: int) -> None:
     """Write checkpoint.npz; the one it replaces becomes checkpoint.prev.npz, the fall-back of a
     resume that finds the newest damaged."""
-    arrays = {f"v{i:04d}": np.asarray(v.numpy() if hasattr(v, "numpy") else v) for i, v in enumerate(variables)}
+    arrays = {f"v{i:04d}": host_value(v.value if hasattr(v, "value") else v) for i, v in enumerate(variables)}
     arrays["iteration"] = np.asarray(iteration, dtype=np.int64)
     arrays["paths"] = np.asarray([_path(v) for v in variables])
     with atomic_path(run.checkpoint) as tmp:

@@ -20,7 +20,7 @@ from dcgan_export import datasets
 from dcgan_export.contract import DIGIT_DATASETS, IMAGE_SHAPE, check_image_size
 from dcgan_export.errors import DcganError
 from dcgan_export.limits import (MAX_BATCH_SIZE, MAX_EVAL_SAMPLES, MAX_ITERATIONS, MAX_LATENT_DIM,
-                                 MAX_TRAINING_SEED, check_int)
+                                 MAX_PROCESSES, MAX_TRAINING_SEED, check_int)
 from dcgan_export.run_dir import RunDir
 
 SECTIONS = ("data", "model", "optimisation", "regularisation", "averaging", "output", "hardware")
@@ -77,6 +77,12 @@ class TrainConfig:
                                                    "else tensorflow].", choices=("tensorflow", "jax"))
     distribute: bool = option(False, "hardware", "Spread each step over every local device (JAX: over the "
                                                  "devices of every process).")
+    coordinator: str | None = option(None, "hardware", "HOST:PORT where process 0 of a multi-process run (JAX) "
+                                                       "listens.")
+    num_processes: int = option(1, "hardware", "Processes in a multi-process run, each started with the same "
+                                               "command and its own --process-id.")
+    process_id: int = option(0, "hardware", "This process's index, 0 to --num-processes - 1; process 0 writes "
+                                            "the run directory.")
 
     def validate(self) -> None:
         from . import augment
@@ -107,9 +113,10 @@ class TrainConfig:
         parse_colour(self.background)
         if not 0 < self.width_multiplier <= 8:
             raise DcganError(f"--width-multiplier must be in (0, 8], got {self.width_multiplier}")
-        from .hardware import resolve_backend
+        from .hardware import check_launch, resolve_backend
 
         self.backend = resolve_backend(self.backend)
+        check_launch(self)
         if self.tensorboard and importlib.util.find_spec("tensorflow") is None:
             raise DcganError("--tensorboard writes through TensorFlow's tf.summary, which is not installed "
                              "(pip install 'dcgan[train]')")
@@ -121,13 +128,17 @@ INT_RANGES = {
     "iterations": (1, MAX_ITERATIONS), "batch_size": (1, MAX_BATCH_SIZE), "d_steps": (1, MAX_BATCH_SIZE),
     "latent_dim": (1, MAX_LATENT_DIM), "seed": (0, MAX_TRAINING_SEED), "sample_every": (1, MAX_ITERATIONS),
     "checkpoint_every": (1, MAX_ITERATIONS), "eval_every": (0, MAX_ITERATIONS), "eval_samples": (1, MAX_EVAL_SAMPLES),
+    "num_processes": (1, MAX_PROCESSES), "process_id": (0, MAX_PROCESSES - 1),
 }
 # Options that change only what a run reports or writes at its end, never what it trains:
 # config.json's resume history skips them.
 REPORTING = frozenset({"quiet", "tensorboard", "eval_every", "eval_samples", "export"})
+# How this one process joins a multi-process run: given to every process's command (the same
+# but for --process-id), never recorded in config.json.
+LAUNCH = frozenset({"coordinator", "num_processes", "process_id"})
 # Options that change where a run computes, not what: a resume may change them (checkpoints are
 # the same on every backend), and config.json's resume history records them.
-HARDWARE = frozenset({"backend", "distribute"})
+HARDWARE = frozenset({"backend", "distribute"}) | LAUNCH
 
 
 def flag(name: str) -> str:
@@ -282,8 +293,9 @@ def write_record(run: RunDir, config: TrainConfig, data: datasets.Dataset, histo
         except metadata.PackageNotFoundError:
             return None
 
+    launch_defaults = {name: FIELDS[name].default for name in LAUNCH}
     record = {
-        "options": dataclasses.asdict(config),
+        "options": {**dataclasses.asdict(config), **launch_defaults},
         "data": {"name": data.name, "spec": config.data, "sha256": data.sha256, "images": len(data),
                  "image_shape": list(data.image_shape),
                  **({"class_names": list(data.class_names)} if data.class_names else {})},

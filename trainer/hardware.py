@@ -55,6 +55,69 @@ def activate(backend: str) -> None:
         module_utils.tensorflow._available = False
 
 
+JOIN_TIMEOUT_S = 120  # how long processes wait for each other (override: $DCGAN_JOIN_TIMEOUT)
+
+
+def check_launch(config) -> None:
+    """The multi-process options, checked with the rest before any work."""
+    if config.num_processes == 1:
+        if config.coordinator is not None or config.process_id != 0:
+            raise DcganError("--coordinator and --process-id are for runs of --num-processes 2 or more")
+        return
+    if config.backend != "jax":
+        raise DcganError("a multi-process run (--num-processes) trains on JAX: pass --backend jax")
+    if config.out is None:
+        raise DcganError("a multi-process run needs --out: every process names the same run directory")
+    if config.process_id >= config.num_processes:
+        raise DcganError(f"--process-id must be below --num-processes {config.num_processes}, got {config.process_id}")
+    host, _, port = str(config.coordinator or "").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise DcganError(f"--coordinator must be HOST:PORT of process 0, got {config.coordinator!r}")
+    per_iteration = config.batch_size * config.d_steps
+    if per_iteration % config.num_processes:
+        raise DcganError(f"--batch-size {config.batch_size} x --d-steps {config.d_steps} must be divisible by "
+                         f"--num-processes {config.num_processes} (each process feeds an equal share)")
+
+
+_joined: tuple | None = None
+
+
+def join(config) -> None:
+    """Connect this process to the others of a multi-process run (once per process). A process that
+    never joins makes the others stop after JOIN_TIMEOUT_S with a one-line error; one that dies
+    later is noticed by the coordination service's heartbeats within the same time."""
+    global _joined
+    launch = (config.coordinator, config.num_processes, config.process_id)
+    if config.num_processes == 1 or _joined == launch:
+        return
+    if _joined is not None:
+        raise DcganError("this process already joined another multi-process run")
+    import jax
+
+    timeout = int(os.environ.get("DCGAN_JOIN_TIMEOUT", JOIN_TIMEOUT_S))
+    # Cross-process sums between CPU devices (GPUs use NCCL whatever this says). Set, like the
+    # join itself, before anything asks JAX for its devices.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(coordinator_address=config.coordinator, num_processes=config.num_processes,
+                                   process_id=config.process_id, initialization_timeout=timeout,
+                                   heartbeat_timeout_seconds=timeout)
+    except Exception as exc:  # jaxlib raises its own XlaRuntimeError on a timeout
+        raise DcganError(f"process {config.process_id} could not join the run at {config.coordinator} "
+                         f"within {timeout} s ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
+    _joined = launch
+
+
+def host_value(value):
+    """A variable's value as a numpy array on this host. In a multi-process run a replicated value
+    spans every process's devices; this process reads its own copy, without talking to the others."""
+    import numpy as np
+
+    if getattr(value, "is_fully_addressable", True) is False:
+        value = value.addressable_data(0)
+    return np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+
+
 @dataclasses.dataclass
 class Hardware:
     backend: str
@@ -67,8 +130,10 @@ class Hardware:
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
 
-def setup(distribute: bool, batch_size: int, mixed_precision: bool) -> Hardware:
-    """The devices of this process's backend, and the distribution over them when ``distribute``."""
+def setup(config) -> Hardware:
+    """The devices of this process's backend, and the distribution over them with ``--distribute``
+    or several processes (which always spread each step over all their devices)."""
+    distribute, batch_size, mixed_precision = config.distribute, config.batch_size, config.mixed_precision
     import keras
 
     backend = keras.backend.backend()
@@ -88,17 +153,19 @@ def setup(distribute: bool, batch_size: int, mixed_precision: bool) -> Hardware:
     else:
         import jax
 
+        join(config)  # usually done already, before Keras first touched JAX
         devices = jax.devices()
         platform = devices[0].platform.upper()
         where = f"{platform} ({', '.join(str(d.device_kind) for d in devices[:1])}) with JAX"
         replicas = 1
         keras.distribution.set_distribution(None)
-        if distribute:
+        if distribute or config.num_processes > 1:
             distribution = keras.distribution.DataParallel(devices=keras.distribution.list_devices())
             distribution.auto_shard_dataset = False  # the data is numpy, already this process's own
             keras.distribution.set_distribution(distribution)
             replicas = len(devices)
-            extra.insert(0, f"DataParallel over {replicas} devices")
+            processes = f" of {config.num_processes} processes" if config.num_processes > 1 else ""
+            extra.insert(0, f"DataParallel over {replicas} devices{processes}")
         hardware = Hardware(backend, replicas, "")
     if batch_size % hardware.replicas:
         raise DcganError(f"--batch-size {batch_size} must be divisible by the {hardware.replicas} devices "

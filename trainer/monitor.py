@@ -14,7 +14,7 @@ import numpy as np
 from dcgan_export.evaluate import Evaluator
 from dcgan_export.run_dir import RunDir, trim_log
 
-from .callbacks import _IterationCallback
+from .callbacks import _IterationCallback, generate
 
 EVAL_COLUMNS = ["iteration", "fid", "fid_floor", "min_class_share", "max_class_share", "kl_uniform",
                 "mean_confidence", "classifier_score"] + [f"share_{d}" for d in range(10)]
@@ -40,8 +40,7 @@ class QualityMonitor(_IterationCallback):
     def on_iteration_end(self, iteration, logs):
         if iteration % self.every:
             return
-        images = np.concatenate([np.asarray(self.model.sampling_generator(self.noise[i:i + 500], training=False))
-                                 for i in range(0, len(self.noise), 500)])
+        images = np.concatenate([generate(self.model, self.noise[i:i + 500]) for i in range(0, len(self.noise), 500)])
         report = self.evaluator.score_images(images)
         row = [iteration] + [f"{report[k]:.6f}" for k in EVAL_COLUMNS[1:8]] + [f"{s:.4f}" for s in report["class_shares"]]
         new = not self.path.exists()

@@ -15,7 +15,8 @@ from dcgan_export.errors import DcganError
 from dcgan_export.run_dir import RunDir
 
 from . import checkpoint
-from .config import HARDWARE, REPORTING, RunPlan, TrainConfig, config_from_record, flag, load_data, write_record
+from .config import (FIELDS, HARDWARE, LAUNCH, REPORTING, RunPlan, TrainConfig, config_from_record, flag, load_data,
+                     write_record)
 
 # What a resume may change: how far the run goes and how it anneals (lr decay, averaging decay,
 # guidance weight), where it runs (a checkpoint is backend-neutral), and anything that only
@@ -70,6 +71,8 @@ def plan_resume(path, changes: dict | None = None, dry_run: bool = False) -> Run
         raise DcganError(f"cannot resume {run}: no such directory")
     changes = dict(changes or {})
     check_changes(changes)
+    if changes.get("process_id", 0) > 0 and not dry_run:
+        return _plan_follower(run, changes)
     took_lock = False
     if not dry_run:
         run.read_config()  # a directory that is not a run gets no lock file
@@ -82,7 +85,20 @@ def plan_resume(path, changes: dict | None = None, dry_run: bool = False) -> Run
         raise
 
 
-def _plan_resume(run: RunDir, changes: dict, dry_run: bool) -> RunPlan:
+def _plan_follower(run: RunDir, changes: dict) -> RunPlan:
+    """A resume in a process other than 0 of a multi-process run: it joins the others first, so
+    process 0 has finished planning (it may set a damaged checkpoint aside), then reads the run
+    and writes nothing."""
+    import types
+
+    from . import hardware
+
+    launch = {name: changes.get(name, FIELDS[name].default) for name in LAUNCH}
+    hardware.join(types.SimpleNamespace(**launch))
+    return _plan_resume(run, changes, dry_run=False, writes=False)
+
+
+def _plan_resume(run: RunDir, changes: dict, dry_run: bool, writes: bool = True) -> RunPlan:
     record = run.read_config()
     config = config_from_record(record, str(run.config))
     try:
@@ -112,8 +128,10 @@ def _plan_resume(run: RunDir, changes: dict, dry_run: bool) -> RunPlan:
     recorded = record.get("data", {}).get("sha256") if isinstance(record.get("data"), dict) else None
     if recorded and recorded != data.sha256:
         raise DcganError(f"cannot resume {run}: data set {config.data!r} changed since the run started")
-    notes = [point.note] if point.note else []
-    if not dry_run:
+    notes = [point.note] if point.note and writes else []
+    if point.fall_back and not writes:
+        raise DcganError(f"cannot resume {run}: process 0 has not set its damaged checkpoint aside")
+    if writes and not dry_run:
         if point.fall_back:
             checkpoint.use_previous(run)
         removed = run.remove_stale_temp_files()

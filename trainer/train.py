@@ -40,6 +40,8 @@ def plan_start(config: TrainConfig, force: bool = False, stages: list[dict] | No
     data = load_data(config, dry_run)
     run = RunDir(config.out or time.strftime("runs/%Y%m%d-%H%M%S"))
     config.out = str(run.path)
+    if config.process_id > 0:  # process 0 claims the directory and writes it; the others only train
+        return RunPlan(config, run, data, 0, stages)
     run.claim(force, dry_run=dry_run)
     if not dry_run:
         try:
@@ -73,7 +75,12 @@ def resume_run(path: str | os.PathLike, changes: dict | None = None, echo: Echo 
 
 
 def _carry_on(plan: RunPlan, echo: Echo) -> RunPlan:
-    """The recipe's resumes still ahead, one after the other."""
+    """The recipe's resumes still ahead, one after the other (a multi-process run stops after each:
+    every process must be started again for the next)."""
+    if plan.config.num_processes > 1:
+        if plan.config.process_id == 0 and pending_stages(plan.run.read_config()):
+            echo(f"The recipe goes on: run `dcgan train --resume {plan.run.path}` on every process again")
+        return plan
     while pending_stages(plan.run.read_config()):
         plan = plan_resume(plan.run.path)
         fit(plan, echo)
@@ -81,7 +88,7 @@ def _carry_on(plan: RunPlan, echo: Echo) -> RunPlan:
 
 
 def _finish(plan: RunPlan, echo: Echo) -> RunDir:
-    if plan.config.export:
+    if plan.config.export and plan.config.process_id == 0:
         export_in_subprocess(plan.run, echo)
     return plan.run
 
@@ -111,6 +118,7 @@ def fit(plan: RunPlan, echo: Echo = print) -> RunDir:
     write the run's final files."""
     config, run, data, start = plan.config, plan.run, plan.data, plan.start
     hardware.activate(config.backend)
+    hardware.join(config)
     import keras
 
     from . import callbacks as cb
@@ -118,7 +126,7 @@ def fit(plan: RunPlan, echo: Echo = print) -> RunDir:
     from .models import build_discriminator, build_generator
 
     keras.backend.clear_session()  # a recipe's next stage starts from a clean slate, as a new process would
-    devices = hardware.setup(config.distribute, config.batch_size, config.mixed_precision)
+    devices = hardware.setup(config)
     echo(devices.description)
     guide = None
     if config.class_guidance:
@@ -143,28 +151,34 @@ def fit(plan: RunPlan, echo: Echo = print) -> RunDir:
 
     for note in plan.notes:
         echo(note)
+    writer = config.process_id == 0  # in a multi-process run, the others train and write nothing
     if start > 0:
         checkpoint.restore(run, gan.state_variables())
-        elapsed = cb.trim_losses(run.losses, start)
+        elapsed = cb.trim_losses(run.losses, start) if writer else 0.0
         if start == config.iterations:
             echo(f"{run} reached iteration {start} but stopped before writing its final files: writing them")
         else:
             echo(f"Resuming {run} at iteration {start + 1} of {config.iterations}")
     else:
-        run.losses.unlink(missing_ok=True)
-        checkpoint.save(run, gan.state_variables(), 0)  # a kill before the first checkpoint can resume
+        if writer:
+            run.losses.unlink(missing_ok=True)
+            checkpoint.save(run, gan.state_variables(), 0)  # a kill before the first checkpoint can resume
         elapsed = 0.0
         echo(f"Training {config.iterations} iterations on {data.name} ({len(data)} images) -> {run}")
 
     if start < config.iterations:
         _fit_to_the_end(gan, plan, elapsed, echo)
-    else:
+    elif writer:
         cb.write_progress_gif(run)
+    if not writer:
+        echo(f"Process {config.process_id} trained to iteration {config.iterations}; process 0 wrote {run}")
+        return run
+    local_copy = config.mixed_precision or config.num_processes > 1
     run.record_generator(config.iterations, None)
-    _save_model(gan.sampling_generator, run.generator, config.mixed_precision,
+    _save_model(gan.sampling_generator, run.generator, local_copy,
                 lambda: build_generator(config.latent_dim, data.image_shape, config.width_multiplier))
     run.record_generator(config.iterations, config.iterations)
-    _save_model(discriminator, run.discriminator, config.mixed_precision,
+    _save_model(discriminator, run.discriminator, local_copy,
                 lambda: build_discriminator(data.image_shape, config.width_multiplier))
     cb.plot_losses(run.losses, run.file(RunDir.LOSSES_PLOT))
     run.mark_finished(config.iterations)
@@ -178,6 +192,11 @@ def _fit_to_the_end(gan, plan: RunPlan, elapsed: float, echo: Echo) -> None:
     from .data import IterationBatches
 
     config, run, data, start = plan.config, plan.run, plan.data, plan.start
+    batches = IterationBatches(data.images, config.batch_size, config.d_steps, config.seed, start,
+                               config.iterations - start, shard=(config.process_id, config.num_processes))
+    if config.process_id > 0:
+        gan.fit(batches, epochs=1, verbose=0, shuffle=False)
+        return
     fixed_noise = np.random.default_rng([config.seed, 2**31]).standard_normal((25, config.latent_dim)).astype(np.float32)
     tb = cb.TensorBoardWriter(run.file(RunDir.TENSORBOARD)) if config.tensorboard else None
     callbacks = [cb.LossLog(run.losses, start, elapsed),
@@ -192,8 +211,6 @@ def _fit_to_the_end(gan, plan: RunPlan, elapsed: float, echo: Echo) -> None:
     if not config.quiet:
         callbacks.append(cb.ProgressBar(start, config.iterations))
 
-    batches = IterationBatches(data.images, config.batch_size, config.d_steps, config.seed, start,
-                               config.iterations - start)
     gan.fit(batches, epochs=1, callbacks=callbacks, verbose=0, shuffle=False)
     if tb is not None:
         tb.close()
@@ -217,11 +234,17 @@ def make_optimizers(config: TrainConfig) -> tuple:
     return optimizer(d_lr, config.d_steps), optimizer(config.lr, 1)
 
 
-def _save_model(model, path: Path, mixed_precision: bool, rebuild: Callable) -> None:
-    """Saved in float32 whatever the training precision, so export and inference stay exact."""
-    if mixed_precision:
-        clone = rebuild()  # built under the float32 policy, which train() has restored
-        clone.set_weights(model.get_weights())
+def _save_model(model, path: Path, local_copy: bool, rebuild: Callable) -> None:
+    """Saved in float32 whatever the training precision, so export and inference stay exact; with
+    ``local_copy``, from a copy built under the float32 policy (which fit() has restored) outside
+    any distribution, holding this host's values of the weights."""
+    if local_copy:
+        import keras
+
+        if keras.backend.backend() == "jax":
+            keras.distribution.set_distribution(None)  # the copy's weights live on this host alone
+        clone = rebuild()
+        clone.set_weights([hardware.host_value(w.value) for w in model.weights])
         model = clone
     with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)

@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> None:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="surrogateescape")
     try:
-        cli.main(args=argv, prog_name="dcgan", standalone_mode=False)
+        argv = list(sys.argv[1:] if argv is None else argv)
+        cli.main(args=argv, prog_name="dcgan", standalone_mode=False, obj={"argv": argv})
     except DcganError as exc:
         _fail(str(exc), exc.exit_code)
     except click.exceptions.Abort:

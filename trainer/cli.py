@@ -95,6 +95,20 @@ def _train(ctx: click.Context, config_file: str | None, resume: str | None, forc
     generator.keras and (exported through the parity gate) generator.onnx."""
     given = {k: v for k, v in options.items()
              if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
+    if options["num_processes"] > 1 and not dry_run:
+        from .supervise import is_worker, leave, supervise
+
+        if not is_worker():
+            supervise(ctx.obj["argv"], options["process_id"], resume or options["out"] or "RUN")
+            return
+        try:
+            return _train_or_resume(config_file, resume, force, dry_run, given)
+        except DcganError as exc:
+            leave(str(exc).replace("\n", "\\n"), exc.exit_code)
+    _train_or_resume(config_file, resume, force, dry_run, given)
+
+
+def _train_or_resume(config_file: str | None, resume: str | None, force: bool, dry_run: bool, given: dict) -> None:
     if resume is not None:
         from .resume import check_changes, plan_resume
 

@@ -104,7 +104,8 @@ def join(config) -> None:
                                    heartbeat_timeout_seconds=timeout)
     except Exception as exc:  # jaxlib raises its own XlaRuntimeError on a timeout
         raise DcganError(f"process {config.process_id} could not join the run at {config.coordinator} "
-                         f"within {timeout} s ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
+                         f"within {timeout} s ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})",
+                         exit_code=1) from None
     _joined = launch
 
 

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from dcgan_export.atomic import atomic_path
-from dcgan_export.errors import DcganError
+from dcgan_export.errors import DcganError, first_line
 from dcgan_export.run_dir import RunDir
 
 from . import augment, checkpoint, guidance, hardware
@@ -170,6 +170,8 @@ def fit(plan: RunPlan, echo: Echo = print) -> RunDir:
         _fit_to_the_end(gan, plan, elapsed, echo)
     elif writer:
         cb.write_progress_gif(run)
+    if config.num_processes > 1:  # every process holds the weights: the same, as this shows
+        echo(f"Process {config.process_id}: weights fingerprint {weights_fingerprint(gan.state_variables())}")
     if not writer:
         echo(f"Process {config.process_id} trained to iteration {config.iterations}; process 0 wrote {run}")
         return run
@@ -186,6 +188,16 @@ def fit(plan: RunPlan, echo: Echo = print) -> RunDir:
     return run
 
 
+def weights_fingerprint(variables: list) -> str:
+    """The first 16 hex digits of a sha256 over every variable's value on this host."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for variable in variables:
+        digest.update(np.ascontiguousarray(hardware.host_value(variable.value)).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _fit_to_the_end(gan, plan: RunPlan, elapsed: float, echo: Echo) -> None:
     """``fit()`` from the plan's start to its end, with the callbacks that log, sample and checkpoint."""
     from . import callbacks as cb
@@ -195,7 +207,7 @@ def _fit_to_the_end(gan, plan: RunPlan, elapsed: float, echo: Echo) -> None:
     batches = IterationBatches(data.images, config.batch_size, config.d_steps, config.seed, start,
                                config.iterations - start, shard=(config.process_id, config.num_processes))
     if config.process_id > 0:
-        gan.fit(batches, epochs=1, verbose=0, shuffle=False)
+        _fit_together(gan, batches, config)
         return
     fixed_noise = np.random.default_rng([config.seed, 2**31]).standard_normal((25, config.latent_dim)).astype(np.float32)
     tb = cb.TensorBoardWriter(run.file(RunDir.TENSORBOARD)) if config.tensorboard else None
@@ -211,9 +223,22 @@ def _fit_to_the_end(gan, plan: RunPlan, elapsed: float, echo: Echo) -> None:
     if not config.quiet:
         callbacks.append(cb.ProgressBar(start, config.iterations))
 
-    gan.fit(batches, epochs=1, callbacks=callbacks, verbose=0, shuffle=False)
+    _fit_together(gan, batches, config, callbacks=callbacks)
     if tb is not None:
         tb.close()
+
+
+def _fit_together(gan, batches, config: TrainConfig, callbacks=None) -> None:
+    """``fit()``; in a multi-process run, a failed cross-process sum means another process is gone."""
+    try:
+        gan.fit(batches, epochs=1, callbacks=callbacks, verbose=0, shuffle=False)
+    except Exception as exc:
+        if config.num_processes == 1 or "Gloo" not in str(exc) and "NCCL" not in str(exc):
+            raise
+        raise DcganError(f"process {config.process_id} of the run stopped: another process died or stopped "
+                         f"answering ({first_line(exc)[:120]}); start every process again with "
+                         f"`dcgan train --resume {config.out}` and its --coordinator, --num-processes and "
+                         "--process-id", exit_code=1) from None
 
 
 def make_optimizers(config: TrainConfig) -> tuple:

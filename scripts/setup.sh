@@ -8,8 +8,8 @@ python3 -c 'import sys; assert sys.version_info >= (3, 10)' 2>/dev/null \
 step() { echo "setup: $*" >&2; }
 [ -x .venv/bin/python ] || { step "creating .venv"; python3 -m venv .venv; } \
   || { echo "setup: python3 -m venv failed (on Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }
-step "installing dcgan with its train, serve and test extras into .venv (pinned by constraints.txt; a minute or two on a fresh machine)"
-.venv/bin/python -m pip install -q --progress-bar off --disable-pip-version-check -c constraints.txt -e '.[train,serve,test]'
+step "installing dcgan with its train, jax, serve and test extras into .venv (pinned by constraints.txt; a minute or two on a fresh machine)"
+.venv/bin/python -m pip install -q --progress-bar off --disable-pip-version-check -c constraints.txt -e '.[train,jax,serve,test]'
 if command -v npm >/dev/null 2>&1; then
   # --ignore-scripts: onnxruntime-node's CPU binaries ship in the package; its install script
   # only fetches an optional CUDA provider from a host these machines cannot reach.

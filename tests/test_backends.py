@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -150,3 +152,83 @@ def test_distribute_over_two_devices_is_the_one_device_run(tmp_path):
     odd = run_dcgan("train", "--backend", "jax", "--iterations", "1", *FAST, "--batch-size", "9", "--distribute",
                     "--out", str(tmp_path / "odd"), env=TWO_CPUS)
     assert odd.returncode == 2 and "divisible by the 2 devices" in odd.stderr
+
+
+def _launch(tmp_path, port: int, process_id: int, *args: str, timeout: int = 30) -> subprocess.Popen:
+    env = dict(os.environ, DCGAN_JOIN_TIMEOUT=str(timeout), TF_CPP_MIN_LOG_LEVEL="3")
+    command = [sys.executable, "-m", "dcgan_export.cli", "train", *args, "--coordinator", f"127.0.0.1:{port}",
+               "--num-processes", "2", "--process-id", str(process_id)]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group: killed as a machine would die
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_run_survive_a_kill_and_resume(tmp_path):
+    run = tmp_path / "mp"
+    args = ["--backend", "jax", "--batch-size", "8", "--sample-every", "50", "--checkpoint-every", "3", "--quiet",
+            "--no-export", "--out", str(run)]
+    port = _free_port()
+    processes = [_launch(tmp_path, port, i, *args, "--iterations", "6") for i in (0, 1)]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    fingerprints = [line.split()[-1] for out, _ in outputs for line in out.splitlines() if "fingerprint" in line]
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]  # both hold the same weights
+    assert "DataParallel over 2 devices of 2 processes" in outputs[0][0]
+    assert [int(r["iteration"]) for r in loss_rows(run)] == list(range(1, 7))
+    single = tmp_path / "single"  # one process, the same global batch: the same run
+    assert run_dcgan("train", *args[:-1], str(single), "--iterations", "6", env=JAX).returncode == 0
+    np.testing.assert_allclose(np.array(loss_values(run), float), np.array(loss_values(single), float), atol=1e-4)
+
+    # process 1 dies mid-run: process 0 stops with one line; both resume and finish the run
+    port = _free_port()
+    processes = [_launch(tmp_path, port, i, *args, "--iterations", "200", "--force") for i in (0, 1)]
+    deadline = time.monotonic() + 240
+    while (not (run / "losses.csv").exists() or len(loss_rows(run)) < 12) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    os.killpg(processes[1].pid, signal.SIGKILL)
+    _, err = processes[0].communicate(timeout=120)
+    processes[1].wait()
+    assert processes[0].returncode == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: process 0 of the run stopped: another process"), err[-2000:]
+    port = _free_port()
+    processes = [_launch(tmp_path, port, i, "--resume", str(run), "--quiet") for i in (0, 1)]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    assert "Resuming" in outputs[0][0] and "Resuming" in outputs[1][0]
+    assert [int(r["iteration"]) for r in loss_rows(run)] == list(range(1, 201))
+    assert json.loads((run / "state.json").read_text())["finished"] is True
+
+
+@pytest.mark.slow
+def test_a_process_whose_peers_never_join_stops_with_one_line(tmp_path):
+    started = time.monotonic()
+    alone = _launch(tmp_path, _free_port(), 0, "--backend", "jax", "--iterations", "2", "--quiet", "--no-export",
+                    "--out", str(tmp_path / "alone"), timeout=5)
+    _, err = alone.communicate(timeout=120)
+    assert alone.returncode == 1 and time.monotonic() - started < 60
+    assert err.strip().count("\n") == 0 and "process 0 could not join the run at 127.0.0.1:" in err
+
+
+def test_multi_process_options_are_checked_before_any_work(tmp_path, capsys):
+    from helpers import dcgan
+
+    base = ["train", "--out", str(tmp_path / "r"), "--num-processes", "2", "--dry-run"]
+    for extra, message in ((["--backend", "tensorflow", "--coordinator", "h:1"], "trains on JAX"),
+                           (["--backend", "jax"], "--coordinator must be HOST:PORT"),
+                           (["--backend", "jax", "--coordinator", "h:1", "--process-id", "2"], "below --num-processes"),
+                           (["--backend", "jax", "--coordinator", "h:1", "--batch-size", "7"], "divisible by"),
+                           (["--backend", "jax", "--coordinator", "h:x"], "HOST:PORT")):
+        code, err = dcgan(*base, *extra, capsys=capsys)
+        assert code == 2 and message in err and err.count("\n") == 1, (extra, err)
+    code, err = dcgan("train", "--out", str(tmp_path / "r"), "--process-id", "1", "--dry-run", capsys=capsys)
+    assert code == 2 and "--num-processes 2 or more" in err
+    assert not (tmp_path / "r").exists()

@@ -99,7 +99,7 @@ def _train(ctx: click.Context, config_file: str | None, resume: str | None, forc
         from .supervise import is_worker, leave, supervise
 
         if not is_worker():
-            supervise(ctx.obj["argv"], options["process_id"], resume or options["out"] or "RUN")
+            supervise(ctx.obj["argv"], options["process_id"], resume or options["out"] or "RUN", options["coordinator"])
             return
         try:
             return _train_or_resume(config_file, resume, force, dry_run, given)

@@ -79,6 +79,11 @@ def check_launch(config) -> None:
                          f"--num-processes {config.num_processes} (each process feeds an equal share)")
 
 
+def join_timeout() -> int:
+    value = os.environ.get("DCGAN_JOIN_TIMEOUT", "")
+    return int(value) if value.isdigit() and int(value) > 0 else JOIN_TIMEOUT_S
+
+
 _joined: tuple | None = None
 
 
@@ -94,7 +99,7 @@ def join(config) -> None:
         raise DcganError("this process already joined another multi-process run")
     import jax
 
-    timeout = int(os.environ.get("DCGAN_JOIN_TIMEOUT", JOIN_TIMEOUT_S))
+    timeout = join_timeout()
     # Cross-process sums between CPU devices (GPUs use NCCL whatever this says). Set, like the
     # join itself, before anything asks JAX for its devices.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")

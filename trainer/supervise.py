@@ -23,6 +23,7 @@ from dcgan_export.errors import DcganError
 WORKER = "DCGAN_MULTIPROCESS_WORKER"  # set in the child: it trains instead of supervising
 RUNTIME_LOG = re.compile(r"^([IW]\d{4} |\[Gloo\] )")  # the C++ runtime's routine log lines
 RUNTIME_FAILING = re.compile(r"^[EF]\d{4} ")  # its errors: what follows is the runtime going down
+NEVER_JOINED = ("RegisterTask", "CoordinationServiceAgent::Connect")  # the runtime gave up waiting at the join
 PEER_LOST = ("heartbeat timeout", "detected fatal errors", "unhealthy", "Connection closed by peer")
 
 
@@ -30,7 +31,7 @@ def is_worker() -> bool:
     return os.environ.get(WORKER) == "1"
 
 
-def supervise(argv: list[str], process_id: int, run: str) -> None:
+def supervise(argv: list[str], process_id: int, run: str, coordinator: str | None) -> None:
     """Run ``dcgan <argv>`` as the child that trains; return when it succeeded, else raise."""
     child = subprocess.Popen([sys.executable, "-m", "dcgan_export.cli", *argv], stderr=subprocess.PIPE, text=True,
                              errors="replace", env=dict(os.environ, **{WORKER: "1"}))
@@ -53,6 +54,11 @@ def supervise(argv: list[str], process_id: int, run: str) -> None:
     if code > 0:  # the child has printed its own one-line error
         raise SystemExit(code)
     log = "".join(held_back)
+    if any(sign in log for sign in NEVER_JOINED):
+        from .hardware import join_timeout
+
+        raise DcganError(f"process {process_id} could not join the run at {coordinator} within {join_timeout()} s: "
+                         "start every process with the same command and its own --process-id", exit_code=1)
     if any(sign in log for sign in PEER_LOST):
         why = "another process of the run died or stopped answering"
     else:

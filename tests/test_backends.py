@@ -232,3 +232,29 @@ def test_multi_process_options_are_checked_before_any_work(tmp_path, capsys):
     code, err = dcgan("train", "--out", str(tmp_path / "r"), "--process-id", "1", "--dry-run", capsys=capsys)
     assert code == 2 and "--num-processes 2 or more" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_backend_is_chosen_before_keras_loads(monkeypatch):
+    import importlib.util
+
+    from dcgan_export.errors import DcganError
+    from trainer.hardware import activate, resolve_backend
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    assert resolve_backend(None) == "tensorflow" and resolve_backend("jax") == "jax"
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert resolve_backend(None) == "jax"
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    with pytest.raises(DcganError, match=r"\$KERAS_BACKEND must be one of tensorflow, jax"):
+        resolve_backend(None)
+    monkeypatch.delenv("KERAS_BACKEND")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a))
+    assert resolve_backend(None) == "jax"  # the [jax] extra alone
+    with pytest.raises(DcganError, match=r"needs the \[train\] extra \(tensorflow not installed\)"):
+        resolve_backend("tensorflow")
+    import keras
+
+    assert keras.backend.backend() == "tensorflow"  # this test process's
+    with pytest.raises(DcganError, match="already runs Keras on tensorflow"):
+        activate("jax")

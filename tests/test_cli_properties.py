@@ -543,12 +543,15 @@ TINY_TRAINING = ["--iterations", "3", "--batch-size", "8", "--no-export", "--qui
 @given(tokens=command_line("train", moods=("usable",), sparse=True,
                            exclude={"config_file", "dry_run", "iterations", "batch_size", "export", "quiet",
                                     "checkpoint_every", "sample_every", "eval_samples",
-                                    "class_guidance", "mixed_precision"}))
+                                    "class_guidance", "mixed_precision", "backend", "coordinator",
+                                    "num_processes", "process_id"}))
 def test_train_options_for_real(tokens, quiet_env):
     """Real training with usable values, forced tiny (options given last win); the shipped recipes
     are left out (their resume stages would train for minutes), and so are the options that cost
     minutes whatever the iterations (--class-guidance first trains its classifier; float16 on a CPU
-    crawls): tests/test_guidance.py and test_train_run.py run them for real."""
+    crawls): tests/test_guidance.py and test_train_run.py run them for real. So are the backend
+    (this process runs Keras on TensorFlow) and the multi-process options (a process waits for
+    its peers): tests/test_backends.py runs them in processes of their own."""
     pytest.importorskip("tensorflow")
     check(run_in_process([*tokens, *TINY_TRAINING]))
 

@@ -152,7 +152,7 @@ def test_eval_every_needs_digits_and_light_install_needs_train_extra(tmp_path, c
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("tensorflow", "jax") else real(name, *a))
     for command in (["train", "--out", str(tmp_path / "r2")], ["export", str(tmp_path), "--out", "g.onnx"]):
         code, err = dcgan(*command, capsys=capsys)
         assert code == 2 and "needs the [train] extra" in err and err.count("\n") == 1

@@ -74,7 +74,8 @@ class TrainConfig:
     quiet: bool = option(False, "output", "No progress bar.")
     mixed_precision: bool = option(False, "hardware", "Train in mixed_float16 with loss scaling.")
     backend: str | None = option(None, "hardware", "Keras backend: tensorflow or jax [default: $KERAS_BACKEND, "
-                                                   "else tensorflow].", choices=("tensorflow", "jax"))
+                                                   "else tensorflow if installed, else jax].",
+                                 choices=("tensorflow", "jax"))
     distribute: bool = option(False, "hardware", "Spread each step over every local device (JAX: over the "
                                                  "devices of every process).")
     coordinator: str | None = option(None, "hardware", "HOST:PORT where process 0 of a multi-process run (JAX) "

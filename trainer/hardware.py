@@ -22,8 +22,10 @@ EXTRAS = {"tensorflow": "train", "jax": "jax"}  # the pyproject.toml extra that 
 
 
 def resolve_backend(name: str | None) -> str:
-    """``name``, else $KERAS_BACKEND, else tensorflow; a one-line DcganError if unknown or not installed."""
-    chosen = name or os.environ.get("KERAS_BACKEND") or "tensorflow"
+    """``name``, else $KERAS_BACKEND, else tensorflow (jax where only JAX is installed: the [jax]
+    extra alone); a one-line DcganError if unknown or not installed."""
+    default = "jax" if importlib.util.find_spec("tensorflow") is None and importlib.util.find_spec("jax") else "tensorflow"
+    chosen = name or os.environ.get("KERAS_BACKEND") or default
     if chosen not in BACKENDS:
         where = "--backend" if name else "$KERAS_BACKEND"
         raise DcganError(f"{where} must be one of {', '.join(BACKENDS)}, got {chosen!r}")

@@ -32,6 +32,7 @@ from .errors import DcganError, first_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 MAX_BYTES = 1_200_000_000  # decoded uint8 pixels held in memory for training: the ceiling
+ANNOUNCE_FROM = 2000  # folders this large take seconds to decode: the progress output says so first
 CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
 
 
@@ -115,9 +116,13 @@ def load_folder(root: str | os.PathLike, image_size: int, channels: int | None =
     if cached is not None:
         say(f"{root}: {len(cached.images):,} images from the cache ({cache / f'{key}.npz'})")
         return cached
-    say(f"{root}: decoding {len(listing.files):,} images to {image_size}x{image_size}"
-        + (f" ({listing.ignored} other files ignored)" if listing.ignored else ""))
+    what = f"{len(listing.files):,} images to {image_size}x{image_size}" + (
+        f" ({listing.ignored} other files ignored)" if listing.ignored else "")
+    if len(listing.files) >= ANNOUNCE_FROM:  # seconds of work: say so first
+        say(f"{root}: decoding {what}")
     data = _decode_all(listing, image_size, channels, background, skip_bad, say)
+    if len(listing.files) < ANNOUNCE_FROM:  # said after, so a bad file's error is the only line
+        say(f"{root}: decoded {what}")
     if write_cache and _write_cache(cache / f"{key}.npz", data):
         say(f"{root}: cached the decoded images in {cache / f'{key}.npz'}")
     return data

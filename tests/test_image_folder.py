@@ -110,7 +110,7 @@ def test_the_cache_is_used_and_follows_the_folder(tmp_path, monkeypatch):
     make_folder(tmp_path / "f", {f"{i}.png": shape_image("RGB", seed=i) for i in range(4)})
     lines = []
     first = load_folder(tmp_path / "f", 16, cache_dir=tmp_path / "c", echo=lines.append)
-    assert "decoding 4 images" in lines[0] and "cached the decoded images" in lines[1]
+    assert "decoded 4 images" in lines[0] and "cached the decoded images" in lines[1]
     import dcgan_export.image_folder as image_folder
 
     monkeypatch.setattr(image_folder, "decode_image", lambda *a: pytest.fail("decoded again"))

@@ -40,7 +40,7 @@ def test_an_rgb_class_folder_trains_and_records_its_shape_and_classes(tmp_path, 
     run = tmp_path / "run"
     _, err = train("--data", str(data), "--image-size", "16", "--iterations", "4", *FAST, "--sample-every", "2",
                    "--out", str(run), capsys=capsys)
-    assert "decoding 24 images to 16x16" in err
+    assert "decoded 24 images to 16x16" in err
     record = json.loads((run / "config.json").read_text())
     assert record["data"]["image_shape"] == [16, 16, 3] and record["data"]["class_names"] == ["blue", "red"]
     assert record["options"]["image_size"] == 16

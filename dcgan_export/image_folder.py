@@ -31,7 +31,9 @@ from .contract import check_image_size, luma
 from .errors import DcganError, first_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
-MAX_BYTES = 1_200_000_000  # decoded uint8 pixels held in memory for training: the ceiling
+# Decoded uint8 pixels held in memory for training, at most: 100,000 images at 64x64x3 (1.23 GB).
+# The decode fills one array of this size in place, and nothing copies it whole.
+MAX_BYTES = 100_000 * 64 * 64 * 3
 ANNOUNCE_FROM = 2000  # folders this large take seconds to decode: the progress output says so first
 CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
 
@@ -147,13 +149,23 @@ def _decode_all(listing: Listing, size: int, channels: int | None, background, s
     if not kept:
         raise DcganError(f"no usable images: all {len(listing.files)} files were bad")
     images = images[:len(kept)]
-    if channels is None and (images[..., 0] == images[..., 1]).all() and (images[..., 1] == images[..., 2]).all():
+    if channels is None and _all_grey(images):
         images = np.ascontiguousarray(images[..., 0])  # every image is grey: one channel
     labels = None if listing.labels is None else np.asarray([listing.labels[i] for i in kept], dtype=np.int64)
-    digest = hashlib.sha256(images.tobytes())
+    digest = hashlib.sha256(np.ascontiguousarray(images))  # hashed in place, not copied
     if labels is not None:
         digest.update(labels.tobytes())
     return FolderData(images, labels, listing.class_names, digest.hexdigest(), tuple(skipped))
+
+
+def _all_grey(images: np.ndarray, chunk: int = 4096) -> bool:
+    """Whether R = G = B in every pixel, a few thousand images at a time (a whole-array comparison
+    would hold two more arrays the size of a channel)."""
+    for start in range(0, len(images), chunk):
+        part = images[start:start + chunk]
+        if not ((part[..., 0] == part[..., 1]).all() and (part[..., 1] == part[..., 2]).all()):
+            return False
+    return True
 
 
 class BadImage(Exception):

@@ -4,7 +4,8 @@ The backend is chosen before Keras is first imported (Keras reads ``KERAS_BACKEN
 import): ``dcgan train --backend jax`` sets it for its process. Spreading a step over devices is
 each backend's own way: TensorFlow's ``MirroredStrategy`` runs the step once per device and sums
 their gradients; on JAX, Keras' ``DataParallel`` shards one program's global batch over every
-device of every process (``keras.distribution.initialize`` joins the processes first).
+device of every process. Processes join (``join``) through ``jax.distributed.initialize``, what
+``keras.distribution.initialize`` calls, called directly for its timeouts.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ EXTRAS = {"tensorflow": "train", "jax": "jax"}  # the pyproject.toml extra that 
 def resolve_backend(name: str | None) -> str:
     """``name``, else $KERAS_BACKEND, else tensorflow (jax where only JAX is installed: the [jax]
     extra alone); a one-line DcganError if unknown or not installed."""
-    default = "jax" if importlib.util.find_spec("tensorflow") is None and importlib.util.find_spec("jax") else "tensorflow"
+    only_jax = importlib.util.find_spec("tensorflow") is None and importlib.util.find_spec("jax") is not None
+    default = "jax" if only_jax else "tensorflow"
     chosen = name or os.environ.get("KERAS_BACKEND") or default
     if chosen not in BACKENDS:
         where = "--backend" if name else "$KERAS_BACKEND"
@@ -90,9 +92,10 @@ _joined: tuple | None = None
 
 
 def join(config) -> None:
-    """Connect this process to the others of a multi-process run (once per process). A process that
-    never joins makes the others stop after JOIN_TIMEOUT_S with a one-line error; one that dies
-    later is noticed by the coordination service's heartbeats within the same time."""
+    """Connect this process to the others of a multi-process run (once per process). If one never
+    joins, the others give up after the join timeout; one that dies later is noticed by the
+    coordination service's heartbeats within the same time (or at once, by a failed cross-process
+    sum). Either way each of the others stops with one line (``trainer/supervise.py``)."""
     global _joined
     launch = (config.coordinator, config.num_processes, config.process_id)
     if config.num_processes == 1 or _joined == launch:

@@ -233,7 +233,7 @@ def _fit_together(gan, batches, config: TrainConfig, callbacks=None) -> None:
     try:
         gan.fit(batches, epochs=1, callbacks=callbacks, verbose=0, shuffle=False)
     except Exception as exc:
-        if config.num_processes == 1 or "Gloo" not in str(exc) and "NCCL" not in str(exc):
+        if config.num_processes == 1 or ("Gloo" not in str(exc) and "NCCL" not in str(exc)):
             raise
         raise DcganError(f"process {config.process_id} of the run stopped: another process died or stopped "
                          f"answering ({first_line(exc)[:120]}); start every process again with "

@@ -233,6 +233,9 @@ def export_generator(src: str | os.PathLike, out: str | os.PathLike, optimize: b
 
 
 def _quiet_tensorflow() -> None:
+    from .onnx_convert import use_tensorflow_backend
+
+    use_tensorflow_backend()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import logging
 

@@ -7,7 +7,25 @@ converting a ``tf.function`` with a fixed input signature that calls the model w
 
 from __future__ import annotations
 
+import os
+import sys
+
+from .errors import DcganError
+
 OPSET = 17
+
+
+def use_tensorflow_backend() -> None:
+    """Conversion runs the Keras model inside a ``tf.function``, so Keras must load on TensorFlow
+    whatever $KERAS_BACKEND says (a .keras file trained on JAX loads on either). Call it before
+    Keras is first imported."""
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != "tensorflow":
+            raise DcganError(f"this process runs Keras on {keras.backend.backend()}; exporting to ONNX needs "
+                             "TensorFlow: run it in a new process")
+    os.environ["KERAS_BACKEND"] = "tensorflow"
 
 
 def convert_function(function, input_signature, output_names: list[str], opset: int = OPSET):

@@ -85,6 +85,9 @@ def test_jax_run_is_deterministic_and_resumes_on_tensorflow_and_back(tmp_path):
         assert "with JAX" in result.stdout
     assert loss_values(runs[0]) == loss_values(runs[1])
     assert json.loads((runs[0] / "config.json").read_text())["options"]["backend"] == "jax"
+    # a generator trained on JAX exports through TensorFlow, whatever $KERAS_BACKEND says
+    exported = run_dcgan("export", str(runs[0]), "--out", str(tmp_path / "g.onnx"), env=JAX)
+    assert exported.returncode == 0 and "PASSED" in exported.stdout, exported.stderr[-2000:]
 
     # JAX to 3, TensorFlow to 6, JAX to 8: each resume restores the other backend's checkpoint
     mixed = tmp_path / "mixed"

@@ -183,6 +183,7 @@ def classifier(out: str, data: str, image_size: int | None, channels: str | None
 
     from dcgan_export.contract import check_image_size
     from dcgan_export.datasets import ImageOptions
+    from dcgan_export.onnx_convert import use_tensorflow_backend
 
     from .config import parse_colour
 
@@ -191,6 +192,7 @@ def classifier(out: str, data: str, image_size: int | None, channels: str | None
     options = ImageOptions(image_size, None if channels is None else int(channels), parse_colour(background),
                            echo=lambda line: print(line, file=sys.stderr, flush=True))
     require_training_extra("classifier")
+    use_tensorflow_backend()  # it exports through tf2onnx
     from .classifier import train_classifier
 
     info = train_classifier(out, epochs=epochs, seed=seed, batch_size=batch_size, verbose=0 if quiet else 2,

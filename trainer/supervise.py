@@ -60,12 +60,15 @@ def supervise(argv: list[str], process_id: int, run: str, coordinator: str | Non
         raise DcganError(f"process {process_id} could not join the run at {coordinator} within {join_timeout()} s: "
                          "start every process with the same command and its own --process-id", exit_code=1)
     if any(sign in log for sign in PEER_LOST):
-        why = "another process of the run died or stopped answering"
-    else:
-        why = f"it was ended by signal {-code}"
-    raise DcganError(f"process {process_id} of the run stopped: {why}; start every process again with "
-                     f"`dcgan train --resume {run}` and its --coordinator, --num-processes and --process-id",
-                     exit_code=1)
+        raise run_stopped(process_id, run, "another process of the run died or stopped answering")
+    raise run_stopped(process_id, run, f"it was ended by signal {-code}")
+
+
+def run_stopped(process_id: int, run: str, why: str) -> DcganError:
+    """The one line a process of a multi-process run ends with when the run cannot go on."""
+    return DcganError(f"process {process_id} of the run stopped: {why}; start every process again with "
+                      f"`dcgan train --resume {run}` and its --coordinator, --num-processes and --process-id",
+                      exit_code=1)
 
 
 def leave(message: str, code: int) -> None:

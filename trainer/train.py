@@ -103,8 +103,7 @@ def export_in_subprocess(run: RunDir, echo: Echo) -> None:
              f"run `dcgan export {run.path}` where they are installed")
         return
     command = [sys.executable, "-m", "dcgan_export.cli", "export", str(run.path), "--out", str(run.generator_onnx)]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     for line in result.stdout.splitlines():
         echo(line)
     if result.returncode != 0:
@@ -235,10 +234,10 @@ def _fit_together(gan, batches, config: TrainConfig, callbacks=None) -> None:
     except Exception as exc:
         if config.num_processes == 1 or ("Gloo" not in str(exc) and "NCCL" not in str(exc)):
             raise
-        raise DcganError(f"process {config.process_id} of the run stopped: another process died or stopped "
-                         f"answering ({first_line(exc)[:120]}); start every process again with "
-                         f"`dcgan train --resume {config.out}` and its --coordinator, --num-processes and "
-                         "--process-id", exit_code=1) from None
+        from .supervise import run_stopped
+
+        raise run_stopped(config.process_id, config.out,
+                          f"another process died or stopped answering ({first_line(exc)[:120]})") from None
 
 
 def make_optimizers(config: TrainConfig) -> tuple:

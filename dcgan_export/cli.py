@@ -69,7 +69,7 @@ def export_command(src: str, out: str, optimize: bool, atol: float) -> None:
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None, help="Write one PNG per image here instead.")
 @click.option("--model", type=click.Path(), default=None,
               help="ONNX generator, or a run directory [default: the shipped generator].")
-@click.option("--seed", type=SEED, default=None, help="Image i is made from default_rng([seed, i]) [default: random].")
+@click.option("--seed", type=SEED, default=None, help="Image i of a seed is always the same image (docs/noise.md) [default: random].")
 @click.option("--noise", type=click.Path(dir_okay=False), default=None, help="A .npy of noise vectors [n, latent] to use.")
 @click.option("--nrow", type=int, default=None, help="Images per grid row [default: a square-ish grid].")
 @click.option("--format", "fmt", type=click.Choice(["png", "npy"]), default=None,
@@ -100,7 +100,7 @@ def sample(n, out, out_dir, model, seed, noise, nrow, fmt, batch_size, threads, 
 @cli.command("eval")
 @click.argument("model", type=click.Path())
 @click.option("--n", "n", type=int, default=10000, show_default=True, help="Images to generate and score.")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Noise seed (image i uses default_rng([seed, i])).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Noise seed (image i of a seed is always the same image).")
 @click.option("--classifier", type=click.Path(dir_okay=False), default=None,
               help="Classifier ONNX (dcgan classifier) [default: the shipped digit classifier].")
 @click.option("--features", type=click.Path(dir_okay=False), default=None,

@@ -7,10 +7,9 @@ This is the module other programs embed::
     images = sampler.sample(16, seed=0)      # float32 [16, H, W, C] in [-1, 1] (28, 28, 1 for digits)
     pixels = sampler.sample_pixels(16, seed=0)   # uint8 [16, H, W] for C = 1, [16, H, W, 3] for RGB
 
-Noise is derived per image: image ``i`` of seed ``s`` is generated from
-``numpy.random.default_rng([s, i]).standard_normal(latent_dim)``, so it is the same whatever
-``n`` or ``batch_size`` is, and another program (or language) can reproduce it from the
-same vectors.
+Noise is derived per image: image ``i`` of seed ``s`` comes from its own counter-based stream
+(``dcgan_export.noise``), so it is the same whatever ``n`` or ``batch_size`` is, and other
+languages compute the same float32 bits (``examples/web/noise.js``; docs/noise.md).
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ import onnxruntime as ort
 from .contract import IMAGES_OUTPUT, PIXELS_OUTPUT, check_float_array, to_pixels
 from .errors import DcganError, ModelOutputError, first_line
 from .limits import MAX_SEED, MAX_THREADS, check_int
+from .noise import MIN_TRUNCATION, check_truncation, noise  # noqa: F401 (MIN_TRUNCATION: re-exported)
 from .paths import shipped_file
 from .run_dir import RunDir
 
@@ -98,40 +98,6 @@ def physical_cores() -> int:
     except OSError:
         pass
     return max(1, allowed)
-
-
-MIN_TRUNCATION = 0.01  # below it, redrawing until every component fits would take too long
-
-
-def noise(seed: int, start: int, count: int, latent_dim: int, truncation: float | None = None) -> np.ndarray:
-    """Noise vectors for images ``start .. start+count-1`` of ``seed`` (float32, [count, latent_dim]).
-
-    ``truncation`` psi: components whose magnitude exceeds psi are redrawn from the image's own
-    generator until none does (BigGAN's truncation trick), so image i still depends only on
-    (seed, i, psi)."""
-    psi = check_truncation(truncation)
-    out = np.empty((count, latent_dim), dtype=np.float32)
-    for j in range(count):
-        rng = np.random.default_rng([seed, start + j])
-        rng.standard_normal(latent_dim, dtype=np.float32, out=out[j])
-        if psi is not None:
-            outside = np.abs(out[j]) > psi
-            while outside.any():
-                out[j][outside] = rng.standard_normal(int(outside.sum()), dtype=np.float32)
-                outside = np.abs(out[j]) > psi
-    return out
-
-
-def check_truncation(truncation) -> float | None:
-    if truncation is None:
-        return None
-    try:
-        psi = float(truncation)
-    except (TypeError, ValueError):
-        raise DcganError(f"truncation must be a number, got {truncation!r}") from None
-    if not (MIN_TRUNCATION <= psi < float("inf")):
-        raise DcganError(f"truncation must be a finite number >= {MIN_TRUNCATION}, got {truncation}")
-    return psi
 
 
 # numpy dtypes for onnxruntime's float tensor types: a model with a float64 or float16 input is fed

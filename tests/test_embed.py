@@ -126,3 +126,28 @@ def test_node_bad_input_is_a_one_line_error(tiny_generator_onnx, tmp_path, noise
     assert result.stderr.startswith("Error: ") and result.stderr.strip().count("\n") == 0, result.stderr
     assert message in result.stderr
     assert not out.exists()
+
+
+@needs_node
+@pytest.mark.parametrize("seed, n, truncation", [(42, 16, None), (2**63 - 1, 5, 0.7)])
+def test_node_makes_the_samplers_images_from_a_seed_alone(tmp_path, seed, n, truncation):
+    model = make_tiny_generator(tmp_path / "rgb.onnx", latent_dim=33, shape=(32, 32, 3))
+    extra = ["--truncation", str(truncation)] if truncation else []
+    result = run_node(model, "--seed", seed, "--n", n, *extra, tmp_path / "node.npy")
+    assert result.returncode == 0, result.stderr
+    expected = Sampler(model).sample_pixels(n, seed=seed, truncation=truncation)
+    np.testing.assert_array_equal(np.load(tmp_path / "node.npy"), expected)
+
+
+@needs_node
+@pytest.mark.parametrize("args, message", [
+    (["--seed", "-1"], "seed must be an integer"),
+    (["--seed", str(2**63)], "seed must be an integer"),
+    (["--seed", "3", "--n", "0"], "--n must be"),
+    (["--seed", "3", "--truncation", "0"], "truncation must be"),
+    (["--bogus", "1"], "unknown option"),
+])
+def test_node_bad_seed_options_are_one_line_errors(tiny_generator_onnx, tmp_path, args, message):
+    result = run_node(tiny_generator_onnx, *args, tmp_path / "out.npy")
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and not (tmp_path / "out.npy").exists()

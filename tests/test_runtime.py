@@ -51,8 +51,9 @@ def test_image_i_of_seed_s_is_independent_of_n_and_batch_size(sampler):
     np.testing.assert_array_equal(sampler.sample(50, seed=11, batch_size=7), full)
     np.testing.assert_array_equal(sampler.sample(5, seed=11), full[:5])
     np.testing.assert_array_equal(sampler.generate(noise(11, 30, 20, 100)), full[30:])
-    # documented derivation: another program can rebuild the noise from (seed, i) alone
-    z17 = np.random.default_rng([11, 17]).standard_normal(100, dtype=np.float32)
+    # documented derivation (docs/noise.md): another program rebuilds the noise from (seed, i) alone
+    from test_noise import reference_noise
+    z17 = np.array(reference_noise(11, 17, 100), np.float32)
     np.testing.assert_array_equal(sampler.generate(z17[None])[0], full[17])
     assert not np.array_equal(sampler.sample(5, seed=12), full[:5])
 
@@ -141,7 +142,9 @@ def test_a_float64_model_gives_the_float32_models_images(tmp_path):
     images = wide.sample(5, seed=3)
     assert images.dtype == np.float32
     np.testing.assert_allclose(images, ref.sample(5, seed=3), atol=1e-5)
-    np.testing.assert_array_equal(wide.sample_pixels(5, seed=3), to_pixels(images))
+    # its own pixels output rounds in float64: a value at a rounding boundary may land either side
+    differ = wide.sample_pixels(5, seed=3).astype(int) - to_pixels(images)
+    assert np.abs(differ).max() <= 1 and np.count_nonzero(differ) <= 5
 
 
 @pytest.mark.parametrize("n", [1, 3, 4, 11])

@@ -19,8 +19,8 @@ MODELS = ROOT / "models"
 # A handful of mid-tone output pixels of the shipped model, (seed, image index, row, col) -> uint8.
 # A change of the model, of the noise derivation or of the export shows up here first; after a
 # deliberate retrain, regenerate them with scripts/pin_shipped_pixels.py.
-PINNED = {(0, 0, 13, 14): 168, (0, 7, 13, 14): 204, (1, 3, 12, 14): 188, (2, 123, 13, 13): 171, (7, 42, 14, 12): 63,
-          (11, 300, 14, 13): 117}
+PINNED = {(0, 0, 13, 14): 139, (0, 7, 13, 14): 94, (1, 3, 14, 13): 50, (2, 123, 13, 14): 214, (7, 42, 14, 14): 74,
+          (11, 300, 14, 14): 88}
 
 
 def test_shipped_files_are_there_and_small():

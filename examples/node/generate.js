@@ -2,10 +2,12 @@
 // Generate digits from the dcgan ONNX generator in Node.js with onnxruntime-node.
 //
 //   npm ci --ignore-scripts            (once, in examples/node)
+//   node generate.js MODEL.onnx --seed S [--n N] [--truncation PSI] OUT.(npy|json)
 //   node generate.js MODEL.onnx NOISE.(npy|json) OUT.(npy|json)
 //
-// NOISE: float32/float64 [n, latent] as .npy, or JSON {"z": [[...], ...]} (or a bare [[...]]);
-// for example the noise.npy that examples/embed_python.py writes.
+// --seed: image i of seed S is the image Python's `dcgan sample --seed S` makes (the noise comes
+// from ../web/noise.js, bit for bit Python's; N defaults to 25).
+// NOISE: your own float32/float64 [n, latent] as .npy, or JSON {"z": [[...], ...]} (or a bare [[...]]).
 // OUT: uint8 pixels [n, H, W] (grey) or [n, H, W, 3] (RGB) as .npy, or JSON {"shape", "dtype",
 // "pixels"} like the service. The generator's contract: input `z` [N, latent] float32; outputs
 // `images` float32 [N, H, W, C] in [-1, 1] and `pixels` uint8 = round((images + 1) * 127.5),
@@ -93,14 +95,32 @@ function toPixel(x) {
   return Math.min(255, Math.max(0, r));
 }
 
+const sessions = new Map();
+
+async function openSession(modelPath) {
+  if (!sessions.has(modelPath)) {
+    const ort = require('onnxruntime-node');
+    try {
+      sessions.set(modelPath, await ort.InferenceSession.create(modelPath));
+    } catch (err) {
+      throw new UsageError(`${modelPath}: not a loadable ONNX model (${String(err.message).split('\n')[0]})`);
+    }
+  }
+  return sessions.get(modelPath);
+}
+
+// The noise length: the `latent_dim` metadata dcgan export writes, else the input's declared shape.
+async function latentSize(modelPath) {
+  const session = await openSession(modelPath);
+  const meta = session.inputMetadata ? session.inputMetadata[0] : undefined;
+  const dim = meta && meta.shape ? Number(meta.shape[1]) : NaN;
+  if (!Number.isInteger(dim) || dim < 1) throw new UsageError(`${modelPath}: cannot tell its noise size`);
+  return dim;
+}
+
 async function generate(modelPath, noise) {
   const ort = require('onnxruntime-node');
-  let session;
-  try {
-    session = await ort.InferenceSession.create(modelPath);
-  } catch (err) {
-    throw new UsageError(`${modelPath}: not a loadable ONNX model (${String(err.message).split('\n')[0]})`);
-  }
+  const session = await openSession(modelPath);
   const input = new ort.Tensor('float32', noise.data, noise.dims);
   const wantPixels = session.outputNames.includes('pixels');
   let result;
@@ -135,10 +155,52 @@ function pixelsJson({ dims, data }) {
   return JSON.stringify({ shape: dims, dtype: 'uint8', pixels: nest(0, 0) });
 }
 
+const USAGE = 'usage: node generate.js MODEL.onnx (--seed S [--n N] [--truncation PSI] | NOISE.(npy|json)) OUT.(npy|json)';
+
+function parseArgs(argv) {
+  const options = {};
+  const positional = [];
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    if (['--seed', '--n', '--truncation'].includes(flag)) {
+      if (i + 1 >= argv.length) throw new UsageError(`${flag} needs a value`);
+      options[flag.slice(2)] = argv[++i];
+    } else if (flag.startsWith('--')) {
+      throw new UsageError(`unknown option ${flag}; ${USAGE}`);
+    } else {
+      positional.push(flag);
+    }
+  }
+  const wanted = options.seed === undefined ? 3 : 2;
+  if (positional.length !== wanted || (options.seed === undefined && (options.n || options.truncation))) {
+    throw new UsageError(USAGE);
+  }
+  return { options, positional };
+}
+
+async function seededNoise(modelPath, { seed, n = '25', truncation }, latentDim) {
+  const { imageNoise } = await import('../web/noise.js');
+  if (!/^\d+$/.test(n) || Number(n) < 1 || Number(n) > 1e6) throw new UsageError(`--n must be from 1 to 1000000, got ${n}`);
+  const psi = truncation === undefined ? null : Number(truncation);
+  try {
+    return { dims: [Number(n), latentDim], data: imageNoise(seed, 0, Number(n), latentDim, psi) };
+  } catch (err) {
+    throw new UsageError(err.message);
+  }
+}
+
 async function main(argv) {
-  if (argv.length !== 3) throw new UsageError('usage: node generate.js MODEL.onnx NOISE.(npy|json) OUT.(npy|json)');
-  const [model, noiseFile, out] = argv;
-  const pixels = await generate(model, readNoise(noiseFile));
+  const { options, positional } = parseArgs(argv);
+  const model = positional[0];
+  const out = positional[positional.length - 1];
+  let noise;
+  if (options.seed !== undefined) {
+    const latentDim = await latentSize(model);
+    noise = await seededNoise(model, options, latentDim);
+  } else {
+    noise = readNoise(positional[1]);
+  }
+  const pixels = await generate(model, noise);
   writeAtomically(out, out.endsWith('.json') ? pixelsJson(pixels) : npyBytes(pixels.data, pixels.dims));
   const kind = pixels.dims.length === 4 ? 'RGB' : 'grey';
   console.log(`Wrote ${out}: ${pixels.dims[0]} ${kind} images of ${pixels.dims[1]}x${pixels.dims[2]} uint8 pixels`);

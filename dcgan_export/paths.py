@@ -29,6 +29,15 @@ def shipped_file(filename: str) -> Path:
     raise DcganError(f"no shipped {filename} found (looked in the package's shipped/ and in models/)")
 
 
+def web_dir() -> Path | None:
+    """The browser page (examples/web): inside the installed package (``dcgan_export/web/``),
+    else in a source checkout; None where neither has it."""
+    for candidate in (_HERE / "web", _HERE.parent / "examples" / "web"):
+        if (candidate / "index.html").is_file():
+            return candidate
+    return None
+
+
 def check_output_file(out: str | os.PathLike, option: str, suffixes: tuple[str, ...] | None = None,
                       protect: dict | None = None) -> Path:
     """``out`` as a Path if a file can be written there, else a one-line DcganError: it is not a

@@ -6,6 +6,7 @@ Routes::
     GET  /v1/model                              the generator's ONNX metadata and latent size
     GET  /v1/sample?n=25&seed=7&format=png|npy&truncation=0.7   a grid PNG, or uint8 [n, H, W(, 3)] as .npy
     POST /v1/generate                           noise {"z": [[...]]} or an .npy body -> uint8 pixels
+    GET  /                                      a page sampling the model in the browser (serve_page.py)
 
 Every bad request gets a 4xx with a JSON ``{"error": ...}`` body and the server keeps serving,
 including the ones the HTTP layer refuses itself (``serve_http.GuardedH11Protocol``, which also
@@ -45,6 +46,7 @@ from .errors import DcganError, ModelOutputError, first_line
 from .images import make_grid, png_bytes
 from .runtime import MIN_TRUNCATION, Sampler, check_truncation, resolve_seed
 from .serve_http import MAX_HEAD_BYTES, guarded_protocol
+from .serve_page import page_routes
 
 MAX_N = 1024
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -239,6 +241,7 @@ def create_app(sampler: Sampler, limits: Limits | None = None) -> Starlette:
             Route("/v1/model", model, methods=["GET"]),
             Route("/v1/sample", sample, methods=["GET"]),
             Route("/v1/generate", generate, methods=["POST"]),
+            *page_routes(sampler.model_path),
         ],
         exception_handlers={BadRequest: bad_request, ClientGone: client_gone, ModelOutputError: model_output,
                             DcganError: invalid_input, HTTPException: http_error, Exception: server_error},

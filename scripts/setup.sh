@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything on a fresh machine: .venv with the pinned, known-good versions (training,
-# serving and test extras) and the Node.js example's packages. Safe to re-run.
+# serving and test extras), the Node.js and web examples' packages, and (as root on Debian) the
+# chromium the browser test drives. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -c 'import sys; assert sys.version_info >= (3, 10)' 2>/dev/null \
@@ -13,9 +14,21 @@ step "installing dcgan with its train, jax, serve and test extras into .venv (pi
 if command -v npm >/dev/null 2>&1; then
   # --ignore-scripts: onnxruntime-node's CPU binaries ship in the package; its install script
   # only fetches an optional CUDA provider from a host these machines cannot reach.
-  step "installing examples/node's packages (npm ci)"
-  (cd examples/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  for example in examples/node examples/web; do
+    step "installing $example's packages (npm ci)"
+    (cd "$example" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  done
 else
-  echo "npm not found: skipping examples/node (its test will be skipped)" >&2
+  echo "npm not found: skipping examples/node and examples/web (their tests will be skipped)" >&2
+fi
+# The browser test drives Debian's chromium (Playwright's own browser download needs the internet).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    step "installing Debian's chromium for the browser test (apt-get; a minute or two)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+      >/dev/null || echo "setup: apt-get install chromium failed: the browser test will be skipped" >&2
+  else
+    echo "chromium not found (as root: apt-get install chromium): the browser test will be skipped" >&2
+  fi
 fi
 step "done: .venv/bin/dcgan is ready"

@@ -8,11 +8,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 
-# Only what the runtime needs: the package, its pins and the shipped model (models/generator.onnx).
+# Only what the runtime needs: the package, its pins, the shipped model (models/generator.onnx) and
+# the browser page served at / (examples/web, with onnxruntime-web's files where `npm ci` put them).
 COPY pyproject.toml constraints.txt README.m[d] /src/
 COPY dcgan_export/ /src/dcgan_export/
 COPY trainer/ /src/trainer/
 COPY models/ /src/models/
+COPY examples/web/ /src/examples/web/
 # The [serve] extra on top of the base runtime; constraints.txt keeps the tested versions, and
 # the [train] extra (TensorFlow) is never installed. The check runs against the installed copy.
 RUN test -f /src/models/generator.onnx \

@@ -3,7 +3,7 @@
 # storage, chroot isolation) on a locally made python:3.11-slim stand-in (scripts/make_base_image.sh).
 # Checks: hadolint is clean, the image has no TensorFlow and runs as non-root, `dcgan sample` writes
 # a 25-image grid PNG, `dcgan serve` answers /healthz (with the image's own HEALTHCHECK command),
-# /v1/model and /v1/sample. Needs models/generator.onnx. Usage: scripts/docker_smoke.sh
+# /v1/model, /v1/sample and the browser page at / (with onnxruntime-web's files). Needs models/generator.onnx. Usage: scripts/docker_smoke.sh
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -93,6 +93,11 @@ try:
     png = urllib.request.urlopen(base + "/v1/sample?n=25&seed=7").read()
     assert png[:8] == b"\x89PNG\r\n\x1a\n", png[:8]
     print("/v1/sample: PNG of", len(png), "bytes")
+    page = urllib.request.urlopen(base + "/")
+    assert page.headers["Cross-Origin-Embedder-Policy"] == "require-corp" and b"app.js" in page.read()
+    wasm = urllib.request.urlopen(base + "/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.jsep.wasm").read()
+    assert wasm[:4] == b"\0asm", wasm[:4]
+    print("/: the page, with onnxruntime-web's", len(wasm), "byte WASM runtime")
 finally:
     server.terminate()
     server.wait(timeout=10)

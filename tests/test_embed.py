@@ -108,7 +108,7 @@ def test_node_matches_python_on_the_shipped_model(tmp_path):
 @needs_node
 @pytest.mark.parametrize("noise, message", [
     (None, "cannot read"),
-    (np.zeros((2, 99), np.float32), "refused noise of shape"),
+    (np.zeros((2, 99), np.float32), "the model takes noise of shape (n, 100)"),
     (np.zeros((2, 100), np.int32), "float32 or float64"),
     (np.zeros(100, np.float32), "shape (n, latent)"),
     (b"junk", "neither .npy nor valid JSON"),

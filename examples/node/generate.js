@@ -6,7 +6,8 @@
 //   node generate.js MODEL.onnx NOISE.(npy|json) OUT.(npy|json)
 //
 // --seed: image i of seed S is the image Python's `dcgan sample --seed S` makes (the noise comes
-// from ../web/noise.js, bit for bit Python's; N defaults to 25).
+// from ../web/noise.js, bit for bit Python's; N defaults to 25). Loading and running the model is
+// ../web/sampler.js, the same module the web page uses.
 // NOISE: your own float32/float64 [n, latent] as .npy, or JSON {"z": [[...], ...]} (or a bare [[...]]).
 // OUT: uint8 pixels [n, H, W] (grey) or [n, H, W, 3] (RGB) as .npy, or JSON {"shape", "dtype",
 // "pixels"} like the service. The generator's contract: input `z` [N, latent] float32; outputs
@@ -87,51 +88,40 @@ function readNoise(file) {
   return { dims: [rows.length, rows[0].length], data: Float32Array.from(flat) };
 }
 
-// numpy's rint rounds halves to even; the arithmetic is float32 like the ONNX graph's.
-function toPixel(x) {
-  const v = Math.fround(Math.fround(x + 1) * 127.5);
-  let r = Math.round(v);
-  if (r - v === 0.5 && r % 2 !== 0) r -= 1;
-  return Math.min(255, Math.max(0, r));
-}
+// The model logic is the web page's (../web/sampler.js), run over onnxruntime-node.
+let generatorPromise = null;
 
-const sessions = new Map();
-
-async function openSession(modelPath) {
-  if (!sessions.has(modelPath)) {
-    const ort = require('onnxruntime-node');
-    try {
-      sessions.set(modelPath, await ort.InferenceSession.create(modelPath));
-    } catch (err) {
-      throw new UsageError(`${modelPath}: not a loadable ONNX model (${String(err.message).split('\n')[0]})`);
-    }
+async function openGenerator(modelPath) {
+  if (!generatorPromise) {
+    generatorPromise = (async () => {
+      const ort = require('onnxruntime-node');
+      const { Generator } = await import('../web/sampler.js');
+      let bytes;
+      try {
+        bytes = fs.readFileSync(modelPath);
+      } catch (err) {
+        throw new UsageError(`cannot read ${modelPath}: ${err.code || err.message}`);
+      }
+      try {
+        return await Generator.load(ort, bytes);
+      } catch (err) {
+        throw new UsageError(`${modelPath}: ${err.message}`);
+      }
+    })();
   }
-  return sessions.get(modelPath);
-}
-
-// The noise length: the `latent_dim` metadata dcgan export writes, else the input's declared shape.
-async function latentSize(modelPath) {
-  const session = await openSession(modelPath);
-  const meta = session.inputMetadata ? session.inputMetadata[0] : undefined;
-  const dim = meta && meta.shape ? Number(meta.shape[1]) : NaN;
-  if (!Number.isInteger(dim) || dim < 1) throw new UsageError(`${modelPath}: cannot tell its noise size`);
-  return dim;
+  return generatorPromise;
 }
 
 async function generate(modelPath, noise) {
-  const ort = require('onnxruntime-node');
-  const session = await openSession(modelPath);
-  const input = new ort.Tensor('float32', noise.data, noise.dims);
-  const wantPixels = session.outputNames.includes('pixels');
-  let result;
-  try {
-    result = await session.run({ [session.inputNames[0]]: input }, [wantPixels ? 'pixels' : 'images']);
-  } catch (err) {
-    throw new UsageError(`the model refused noise of shape (${noise.dims}): ${String(err.message).split('\n')[0]}`);
+  const generator = await openGenerator(modelPath);
+  if (noise.dims[1] !== generator.latentDim) {
+    throw new UsageError(`the model takes noise of shape (n, ${generator.latentDim}), got (${noise.dims})`);
   }
-  if (wantPixels) return { dims: result.pixels.dims.map(Number), data: result.pixels.data };
-  const [n, h, w, c] = result.images.dims.map(Number); // [N, H, W, C]: pixels drop C when it is 1
-  return { dims: c === 1 ? [n, h, w] : [n, h, w, c], data: Uint8Array.from(result.images.data, toPixel) };
+  try {
+    return await generator.pixels(noise.data);
+  } catch (err) {
+    throw new UsageError(err.message);
+  }
 }
 
 function writeAtomically(file, bytes) {
@@ -178,12 +168,11 @@ function parseArgs(argv) {
   return { options, positional };
 }
 
-async function seededNoise(modelPath, { seed, n = '25', truncation }, latentDim) {
-  const { imageNoise } = await import('../web/noise.js');
+function seededNoise(generator, { seed, n = '25', truncation }) {
   if (!/^\d+$/.test(n) || Number(n) < 1 || Number(n) > 1e6) throw new UsageError(`--n must be from 1 to 1000000, got ${n}`);
   const psi = truncation === undefined ? null : Number(truncation);
   try {
-    return { dims: [Number(n), latentDim], data: imageNoise(seed, 0, Number(n), latentDim, psi) };
+    return { dims: [Number(n), generator.latentDim], data: generator.noise(seed, Number(n), { truncation: psi }) };
   } catch (err) {
     throw new UsageError(err.message);
   }
@@ -195,8 +184,7 @@ async function main(argv) {
   const out = positional[positional.length - 1];
   let noise;
   if (options.seed !== undefined) {
-    const latentDim = await latentSize(model);
-    noise = await seededNoise(model, options, latentDim);
+    noise = seededNoise(await openGenerator(model), options);
   } else {
     noise = readNoise(positional[1]);
   }

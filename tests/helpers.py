@@ -7,6 +7,7 @@ conftest.py."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -19,11 +20,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def make_tiny_generator(path: Path, latent_dim: int = 100, seed: int = 0, with_pixels: bool = True,
                         dtype=np.float32, batch: int | str = "N", nan: bool = False,
-                        shape: tuple = (28, 28, 1)) -> Path:
+                        shape: tuple = (28, 28, 1), class_names: list[str] | None = None) -> Path:
     """A small ONNX model that keeps the generator contract: z -> tanh(z @ W) as images (and pixels).
 
     ``shape`` is one image's (H, W, C); ``dtype`` (float32 or float64) and ``batch`` (a fixed
-    size) make models that keep the contract loosely; ``nan`` one whose images are all NaN."""
+    size) make models that keep the contract loosely; ``nan`` one whose images are all NaN;
+    ``class_names`` a class-conditional one: input ``labels`` int64 [N] adds row ``labels`` of a
+    table to z @ W, and the metadata lists the names."""
     pixel_shape = list(shape[:2]) if shape[2] == 1 else list(shape)
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -32,7 +35,7 @@ def make_tiny_generator(path: Path, latent_dim: int = 100, seed: int = 0, with_p
     rng = np.random.default_rng(seed)
     weight = (rng.standard_normal((latent_dim, int(np.prod(shape)))) / np.sqrt(latent_dim)).astype(dtype)
     nodes = [
-        helper.make_node("MatMul", ["z", "W"], ["h"]),
+        helper.make_node("MatMul", ["z", "W"], ["h0" if class_names else "h"]),
         helper.make_node("Tanh", ["h"], ["t0"]),
         helper.make_node("Mul" if nan else "Identity", ["t0", "nan"] if nan else ["t0"], ["t"]),
         helper.make_node("Reshape", ["t", "shape"], ["images"]),
@@ -40,6 +43,12 @@ def make_tiny_generator(path: Path, latent_dim: int = 100, seed: int = 0, with_p
     inits = [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(np.array([-1, *shape], np.int64), "shape")]
     if nan:
         inits.append(numpy_helper.from_array(np.array(np.nan, dtype), "nan"))
+    inputs = [helper.make_tensor_value_info("z", elem, [batch, latent_dim])]
+    if class_names:
+        table = rng.standard_normal((len(class_names), int(np.prod(shape)))).astype(dtype)
+        inits.append(numpy_helper.from_array(table, "E"))
+        nodes[1:1] = [helper.make_node("Gather", ["E", "labels"], ["e"]), helper.make_node("Add", ["h0", "e"], ["h"])]
+        inputs.append(helper.make_tensor_value_info("labels", TensorProto.INT64, [batch]))
     outputs = [helper.make_tensor_value_info("images", elem, [batch, *shape])]
     if with_pixels:
         nodes += [
@@ -54,12 +63,13 @@ def make_tiny_generator(path: Path, latent_dim: int = 100, seed: int = 0, with_p
                   [("one", 1.0), ("half255", 127.5), ("zero", 0.0), ("max255", 255.0)]]
         inits.append(numpy_helper.from_array(np.array([-1, *pixel_shape], np.int64), "pshape"))
         outputs.append(helper.make_tensor_value_info("pixels", TensorProto.UINT8, [batch, *pixel_shape]))
-    graph = helper.make_graph(nodes, "tiny_generator",
-                              [helper.make_tensor_value_info("z", elem, [batch, latent_dim])],
-                              outputs, initializer=inits)
+    graph = helper.make_graph(nodes, "tiny_generator", inputs, outputs, initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    helper.set_model_props(model, {"latent_dim": str(latent_dim), "note": "test fixture"})
+    props = {"latent_dim": str(latent_dim), "note": "test fixture"}
+    if class_names:
+        props["class_names"] = json.dumps(class_names)
+    helper.set_model_props(model, props)
     onnx.checker.check_model(model)
     path.write_bytes(model.SerializeToString())
     return path

@@ -204,3 +204,30 @@ def test_page_headers_isolate_and_restrict(shipped_server):
         assert http.get("/v1/model.onnx").content == default_model_path().read_bytes()
         for path in (f"/{ORT_DIST}/ort.node.min.mjs", f"/{ORT_DIST}/..%2F..%2Fpackage.json", "/node_modules/"):
             assert http.get(path).status_code == 404, path
+
+
+def test_a_class_conditional_model_gets_a_class_picker(page, shipped_server, tmp_path):
+    import onnxruntime as ort
+
+    names = ["cat", "dog", "bird"]
+    model = make_tiny_generator(tmp_path / "conditional.onnx", latent_dim=20, shape=(16, 16, 1), class_names=names)
+    open_page(page, shipped_server + "/?backend=wasm")
+    assert not page.is_visible("#class")  # the shipped model is unconditional
+    page.set_input_files("#model-file", str(model))
+    page.evaluate("() => { document.body.dataset.state = 'busy'; }")
+    page.click("#load")
+    page.wait_for_selector(READY)
+    assert state(page) == "ready", page.inner_text("#error")
+    assert page.is_visible("#class")
+    assert page.eval_on_selector_all("#class option", "els => els.map(e => e.textContent)") == [
+        "0: cat", "1: dog", "2: bird"]
+    session = ort.InferenceSession(str(model))
+    z = noise(42, 0, 9, 20)
+    for label in (2, 0):
+        page.evaluate("() => { document.body.dataset.state = 'busy'; }")
+        page.select_option("#class", str(label))
+        page.wait_for_selector(READY)
+        pixels = session.run(["pixels"], {"z": z, "labels": np.full(9, label, np.int64)})[0]
+        resample(page, n=9)
+        assert np.array_equal(canvas_pixels(page), as_rgb_grid(pixels, 4)), label
+    assert page.errors == []

@@ -7,6 +7,8 @@ TensorFlow nor onnxruntime.
 Generator (H = W, one of IMAGE_SIZES; C = 1 or 3; the shipped digit models are 28 x 28 x 1)::
 
     input   z       float32 [N, latent]      standard normal noise
+    input   labels  int64   [N]              class-conditional models only: each image's class,
+                                             0 .. K-1, named by the metadata's class_names
     output  images  float32 [N, H, W, C]     NHWC, in [-1, 1]
     output  pixels  uint8   [N, H, W]        to_pixels(images), for C = 1
                     uint8   [N, H, W, 3]     for C = 3
@@ -27,6 +29,7 @@ from .errors import DcganError
 # -- the generator -------------------------------------------------------------------------------
 
 LATENT_INPUT = "z"
+LABELS_INPUT = "labels"  # conditional generators only (dcgan train --conditional)
 IMAGES_OUTPUT = "images"
 PIXELS_OUTPUT = "pixels"
 BATCH_DIM = "N"

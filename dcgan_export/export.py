@@ -137,15 +137,24 @@ def metadata(function: InferenceFunction, records: dict, source: Path, parity: d
     from . import __version__
 
     h, w, c = function.image_shape
+    inputs = f"z: float32 [N, {function.latent_dim}], standard normal noise"
+    conditional = {}
+    if function.num_classes:
+        inputs += f"; labels: int64 [N], each image's class, 0 to {function.num_classes - 1}"
+        names = json.loads(records.get(Meta.CLASS_NAMES, "null")) or [str(i) for i in range(function.num_classes)]
+        if len(names) != function.num_classes:
+            raise DcganError(f"the run records {len(names)} class names for a generator of {function.num_classes} classes")
+        conditional = {Meta.CLASS_NAMES: json.dumps(names), "num_classes": str(function.num_classes)}
     return {
         "latent_dim": str(function.latent_dim),
-        "input": f"z: float32 [N, {function.latent_dim}], standard normal noise",
+        "input": inputs,
         "outputs": f"{IMAGES_OUTPUT},{PIXELS_OUTPUT}",
         IMAGES_OUTPUT: f"float32 [N, {h}, {w}, {c}] NHWC, range [-1, 1]",
         PIXELS_OUTPUT: f"uint8 [N, {h}, {w}{'' if c == 1 else f', {c}'}], range [0, 255], round((images + 1) * 127.5)",
         Meta.IMAGE_SIZE: str(h),
         Meta.CHANNELS: str(c),
         **records,
+        **conditional,
         "source_file": source.name,
         "source_sha256": file_sha256(source),
         "dcgan_version": __version__,
@@ -206,8 +215,8 @@ def export_generator(src: str | os.PathLike, out: str | os.PathLike, optimize: b
     import onnx
 
     onnx.helper.set_model_props(model, metadata(function, records, source, parity))
-    model.doc_string = (f"DCGAN generator: z [N, latent] -> images [N, {', '.join(map(str, function.image_shape))}] "
-                        "in [-1, 1], pixels uint8")
+    model.doc_string = (f"DCGAN generator: z [N, latent]{' and labels [N]' if function.num_classes else ''} -> "
+                        f"images [N, {', '.join(map(str, function.image_shape))}] in [-1, 1], pixels uint8")
     data = model.SerializeToString()
     report = {
         "source": str(source), "out": str(out), "optimized": function.optimized, "graph": function.describe(),

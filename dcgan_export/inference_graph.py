@@ -9,6 +9,11 @@ Optimised graph for the recipe generator (see ``subpixel.py`` for the algebra)::
 
 The plan is made in numpy (float64) from the trained weights; TensorFlow is imported only to run
 it, inside the functions, so that ``export.py`` can hand it to tf2onnx.
+
+A class-conditional generator (``trainer.models``: z joined to a one-hot label, into the network
+called ``trunk``) is planned as its trunk; the first MatMul's rows for the one-hot part become a
+table of K rows, one gathered per image: ``z @ W_z + W_y[labels]``, the same sum without the
+one-hot vector.
 """
 
 from __future__ import annotations
@@ -19,19 +24,20 @@ import numpy as np
 
 from . import subpixel
 from .errors import DcganError
-from .contract import IMAGE_SIZES, IMAGES_OUTPUT, PIXELS_OUTPUT
+from .contract import IMAGE_SIZES, IMAGES_OUTPUT, LABELS_INPUT, LATENT_INPUT, PIXELS_OUTPUT
 
 
 @dataclass
 class _Step:
     """One operation of the optimised graph, with numpy float32 parameters."""
 
-    kind: str  # matmul | conv | affine | act | reshape | nhwc_from_chw | depth_to_space
+    kind: str  # matmul | class_matmul | conv | affine | act | reshape | nhwc_from_chw | depth_to_space
     params: dict = field(default_factory=dict)
 
 
 class InferenceFunction:
-    """``fn(z) -> {"images": float32 [N, H, W, C], "pixels": uint8 [N, H, W(, 3)]}`` in TensorFlow ops.
+    """``fn(z[, labels]) -> {"images": float32 [N, H, W, C], "pixels": uint8 [N, H, W(, 3)]}`` in
+    TensorFlow ops (``labels`` int64 [N] for a class-conditional generator, ``num_classes`` set).
 
     Built by ``build_inference_function``; pass it to ``onnx_convert.convert_function`` or call it
     eagerly. ``flops_per_image`` counts the multiply-adds (x 2) of the dense and convolution
@@ -39,8 +45,9 @@ class InferenceFunction:
     """
 
     def __init__(self, model, steps: list[_Step] | None, latent_dim: int,
-                 flops_per_image: int, original_flops_per_image: int):
+                 flops_per_image: int, original_flops_per_image: int, num_classes: int | None = None):
         self._model = model
+        self.num_classes = num_classes
         self.steps = steps
         self.optimized = steps is not None
         self.latent_dim = latent_dim
@@ -57,22 +64,24 @@ class InferenceFunction:
     def input_signature(self):
         import tensorflow as tf
 
-        return [tf.TensorSpec((None, self.latent_dim), tf.float32, name="z")]
+        z = tf.TensorSpec((None, self.latent_dim), tf.float32, name=LATENT_INPUT)
+        return [z, tf.TensorSpec((None,), tf.int64, name=LABELS_INPUT)] if self.num_classes else [z]
 
-    def images(self, z):
+    def images(self, z, labels=None):
         import tensorflow as tf
 
         if self.steps is None:
-            return tf.cast(self._model(z, training=False), tf.float32)
+            inputs = z if labels is None else [z, tf.cast(labels, tf.int32)]
+            return tf.cast(self._model(inputs, training=False), tf.float32)
         x = z
         for step in self.steps:
-            x = _apply(step, x)
+            x = _apply(step, x, labels)
         return x
 
-    def __call__(self, z):
+    def __call__(self, z, labels=None):
         import tensorflow as tf
 
-        images = self.images(z)
+        images = self.images(z, labels)
         scaled = tf.round((images + 1.0) * 127.5)  # round half to even, as numpy.rint / ONNX Round
         if not self.ends_in_tanh:
             scaled = tf.clip_by_value(scaled, 0.0, 255.0)
@@ -92,6 +101,8 @@ class InferenceFunction:
                 names.append(f"Conv{k[0]}x{k[1]}({k[2]}->{k[3]})")
             elif step.kind == "matmul":
                 names.append(f"MatMul({p['kernel'].shape[0]}->{p['kernel'].shape[1]})")
+            elif step.kind == "class_matmul":
+                names.append(f"MatMul({p['kernel'].shape[0]}->{p['kernel'].shape[1]})+ClassRow({p['table'].shape[0]})")
             elif step.kind == "act":
                 names.append(p["name"])
             elif step.kind == "depth_to_space":
@@ -101,12 +112,14 @@ class InferenceFunction:
         return " -> ".join(names)
 
 
-def _apply(step: _Step, x):
+def _apply(step: _Step, x, labels=None):
     import tensorflow as tf
 
     p = step.params
     if step.kind == "matmul":
         return tf.matmul(x, p["kernel"]) + p["bias"]
+    if step.kind == "class_matmul":
+        return tf.matmul(x, p["kernel"]) + tf.gather(p["table"], labels) + p["bias"]
     if step.kind == "conv":
         return tf.nn.bias_add(tf.nn.conv2d(x, p["kernel"], strides=1, padding="SAME"), p["bias"])
     if step.kind == "affine":
@@ -138,15 +151,42 @@ def build_inference_function(keras_generator, optimize: bool = True) -> Inferenc
     generator, or (optimize=True) for a layer the rewrite does not know.
     """
     latent_dim = check_generator(keras_generator)
-    original = _keras_flops(keras_generator)
+    classes = generator_classes(keras_generator)
+    network = keras_generator.get_layer("trunk") if classes else keras_generator
+    original = _keras_flops(network)
     if not optimize:
-        return InferenceFunction(keras_generator, None, latent_dim, original, original)
-    steps, flops = _plan(keras_generator, latent_dim)
-    return InferenceFunction(keras_generator, steps, latent_dim, flops, original)
+        return InferenceFunction(keras_generator, None, latent_dim, original, original, classes)
+    steps, flops = _plan(network, latent_dim + (classes or 0))
+    if classes:
+        flops -= _split_class_rows(steps, latent_dim)
+    return InferenceFunction(keras_generator, steps, latent_dim, flops, original, classes)
+
+
+def generator_classes(model) -> int | None:
+    """K of a class-conditional generator (``trainer.models``), else None."""
+    try:
+        one_hot = model.get_layer("one_hot")
+        model.get_layer("trunk")
+    except ValueError:
+        return None
+    return int(one_hot.num_tokens)
+
+
+def _split_class_rows(steps: list[_Step], latent_dim: int) -> int:
+    """The first MatMul's one-hot rows as a table gathered by label; returns the FLOPs saved."""
+    first = steps[0]
+    if first.kind != "matmul":
+        raise DcganError("cannot optimise this conditional generator: it does not start with a Dense layer; "
+                         "export with --no-optimize")
+    kernel = first.params["kernel"]
+    steps[0] = _Step("class_matmul", {"kernel": kernel[:latent_dim], "table": kernel[latent_dim:],
+                                      "bias": first.params["bias"]})
+    return 2 * (kernel.shape[0] - latent_dim) * kernel.shape[1]
 
 
 def check_generator(model) -> int:
-    """latent size of a [N, latent] -> [N, S, S, C] model, or DcganError saying what it is instead."""
+    """latent size of a [N, latent] (and, conditional, [N] labels) -> [N, S, S, C] model, or
+    DcganError saying what it is instead."""
     name = getattr(model, "name", type(model).__name__)
     try:
         inputs, outputs = list(model.inputs), list(model.outputs)
@@ -154,10 +194,12 @@ def check_generator(model) -> int:
         raise DcganError(f"model {name!r} is not a generator: it has no defined input shape") from None
     in_shapes = [tuple(t.shape) for t in inputs]
     out_shapes = [tuple(t.shape) for t in outputs]
-    if (len(in_shapes) != 1 or len(in_shapes[0]) != 2 or not in_shapes[0][1]
+    labels_ok = len(in_shapes) == 1 or (len(in_shapes) == 2 and len(in_shapes[1]) == 1
+                                        and generator_classes(model) is not None)
+    if (not labels_ok or len(in_shapes[0]) != 2 or not in_shapes[0][1]
             or len(out_shapes) != 1 or not _is_image_shape(out_shapes[0][1:])):
         raise DcganError(
-            f"model {name!r} is not a generator: expected input [N, latent] -> output [N, S, S, 1 or 3] "
+            f"model {name!r} is not a generator: expected input [N, latent] (and labels [N]) -> output [N, S, S, 1 or 3] "
             f"(S one of {', '.join(map(str, IMAGE_SIZES))}), found input {_shapes(in_shapes)} -> "
             f"output {_shapes(out_shapes)}"
         )

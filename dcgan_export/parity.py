@@ -2,7 +2,8 @@
 
 At least 1,024 seeded noise vectors plus edge cases (zeros, norm 10), at batch sizes 1 and 257 (so
 a batch-dependent bug shows), compared with Keras at ``training=False``; both the float images and
-the uint8 ``pixels`` output are checked.
+the uint8 ``pixels`` output are checked. A class-conditional generator gets vector i as class
+i mod K: every class, at both batch sizes.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import DcganError
-from .inference_graph import check_generator
-from .contract import IMAGES_OUTPUT, PIXELS_OUTPUT, to_pixels
+from .inference_graph import check_generator, generator_classes
+from .contract import IMAGES_OUTPUT, LABELS_INPUT, LATENT_INPUT, PIXELS_OUTPUT, to_pixels
 
 PARITY_SEED = 20240611
 PARITY_VECTORS = 1024
@@ -31,15 +32,23 @@ def parity_noise(latent_dim: int) -> np.ndarray:
 def parity_check(model_bytes: bytes, keras_generator, atol: float) -> dict:
     """Run the ONNX model in onnxruntime and the Keras generator (training=False) on the same noise."""
     latent_dim = check_generator(keras_generator)
+    classes = generator_classes(keras_generator)
     z = parity_noise(latent_dim)
-    reference = np.concatenate([np.asarray(keras_generator(z[i:i + 257], training=False), np.float32)
-                                for i in range(0, len(z), 257)])
+    labels = np.arange(len(z), dtype=np.int64) % classes if classes else None
+
+    def feeds(i: int, j: int) -> dict:
+        return {LATENT_INPUT: z[i:j], **({LABELS_INPUT: labels[i:j]} if classes else {})}
+
+    def keras_images(i: int, j: int) -> np.ndarray:
+        inputs = z[i:j] if not classes else [z[i:j], labels[i:j].astype(np.int32)]
+        return np.asarray(keras_generator(inputs, training=False), np.float32)
+
+    reference = np.concatenate([keras_images(i, i + 257) for i in range(0, len(z), 257)])
     # max() skips NaN, so a broken reference (NaN weights) would otherwise compare as "equal"
     reference_finite = bool(np.isfinite(reference).all())
     from .runtime import open_session  # onnxruntime loads only when the gate runs
 
     session = open_session(model_bytes, label="exported model")
-    input_name = session.get_inputs()[0].name
     max_diff = 0.0
     sum_diff = 0.0
     pixels_differing = 0
@@ -49,7 +58,7 @@ def parity_check(model_bytes: bytes, keras_generator, atol: float) -> dict:
         reference_pixels = to_pixels(reference)
         for batch_size in PARITY_BATCH_SIZES:
             for i in range(0, len(z), batch_size):
-                images, pixels = session.run([IMAGES_OUTPUT, PIXELS_OUTPUT], {input_name: z[i:i + batch_size]})
+                images, pixels = session.run([IMAGES_OUTPUT, PIXELS_OUTPUT], feeds(i, i + batch_size))
                 if images.shape != reference[i:i + batch_size].shape or pixels.dtype != np.uint8:
                     raise DcganError(f"exported model returned images {images.shape} / pixels {pixels.dtype}, "
                                      f"expected {reference[i:i + batch_size].shape} / uint8")

@@ -18,7 +18,8 @@ from .errors import DcganError
 from .images import make_grid, png_bytes, upscale, write_gif, write_png
 from .paths import check_output_file, check_writable_dir, existing_ancestor
 from .progress import counted
-from .runtime import Sampler, check_truncation, resolve_seed
+from .noise import check_truncation
+from .runtime import Sampler, resolve_seed
 
 MAX_SAMPLES = 10_000_000
 MAX_GRID = 65_536  # a 256 x 256 grid; past that, a grid is no longer a picture anyone looks at

@@ -106,10 +106,13 @@ class SampleGrids(_IterationCallback):
 
 
 def generate(model, noise: np.ndarray) -> np.ndarray:
-    """The images the run's sampling generator makes of ``noise``, as float32 numpy. In a
-    multi-process run its weights span every process's devices, and a computation on them would
-    wait for the others: process 0 computes from its own copy of the values instead."""
+    """The images the run's sampling generator makes of ``noise``, as float32 numpy (image i of a
+    conditional model as class i mod K, so a grid shows every class). In a multi-process run its
+    weights span every process's devices, and a computation on them would wait for the others:
+    process 0 computes from its own copy of the values instead."""
     generator = model.sampling_generator
+    if model.num_classes:
+        noise = [noise, np.arange(len(noise), dtype=np.int32) % model.num_classes]
     if getattr(generator.weights[0].value, "is_fully_addressable", True):
         return np.asarray(generator(noise, training=False), dtype=np.float32)
 

@@ -45,6 +45,8 @@ class TrainConfig:
                                            "instead of stopping.")
     latent_dim: int = option(100, "model", "Length of the noise vector z.")
     width_multiplier: float = option(1.0, "model", "Scales every layer's width (1: the recipe's).")
+    conditional: bool = option(False, "model", "Class-conditional networks trained on the data's labels, so "
+                                               "that a class can be asked for when sampling.")
     iterations: int = option(5000, "optimisation", "Generator updates to train for (the run's target).")
     batch_size: int = option(64, "optimisation", "Images per discriminator and generator update.")
     lr: float = option(2e-4, "optimisation", "Adam learning rate of G (and of D unless --d-lr).")
@@ -256,6 +258,8 @@ def load_data(config: TrainConfig, dry_run: bool = False) -> datasets.Dataset:
             raise DcganError(f"--class-guidance uses a digit classifier of 28x28x1 images; {data.name} holds "
                              f"{'x'.join(map(str, data.image_shape))}")
         check_labels(data.labels, len(data), data.name)
+    if config.conditional:
+        conditional_classes(data)
     if config.eval_every and data.name not in DIGIT_DATASETS:
         raise DcganError("--eval-every scores samples with a digit classifier: it is for --data mnist-8k "
                          f"or mnist, not {config.data!r}")
@@ -264,6 +268,29 @@ def load_data(config: TrainConfig, dry_run: bool = False) -> datasets.Dataset:
         raise DcganError(f"--batch-size {config.batch_size} x --d-steps {config.d_steps} = {per_iteration} "
                          f"is larger than the data set ({len(data)} images)")
     return data
+
+
+MAX_CLASSES = 1000
+
+
+def conditional_classes(data: datasets.Dataset) -> tuple[str, ...]:
+    """The class names a --conditional run trains on: the data's own, else the labels' numbers
+    ("0" .. "9" for digits); a one-line DcganError for data a conditional run cannot use."""
+    import numpy as np
+
+    if data.labels is None:
+        raise DcganError(f"--conditional trains on labels, and {data.name} has none (a folder needs one "
+                         "sub-folder per class; an .npz, y_train; an IDX directory, its labels file)")
+    labels = np.asarray(data.labels)
+    if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+        raise DcganError(f"--conditional needs one label >= 0 per image; {data.name} has {labels.dtype} labels "
+                         f"of shape {labels.shape}")
+    count = len(data.class_names) if data.class_names else int(labels.max()) + 1
+    if labels.max() >= count:
+        raise DcganError(f"{data.name}: label {int(labels.max())} but only {count} class names")
+    if not 2 <= count <= MAX_CLASSES:
+        raise DcganError(f"--conditional needs 2 to {MAX_CLASSES} classes; {data.name} has {count}")
+    return tuple(data.class_names) if data.class_names else tuple(str(i) for i in range(count))
 
 
 # -- config.json ---------------------------------------------------------------------------------
@@ -295,11 +322,12 @@ def write_record(run: RunDir, config: TrainConfig, data: datasets.Dataset, histo
             return None
 
     launch_defaults = {name: FIELDS[name].default for name in LAUNCH}
+    class_names = conditional_classes(data) if config.conditional else data.class_names
     record = {
         "options": {**dataclasses.asdict(config), **launch_defaults},
         "data": {"name": data.name, "spec": config.data, "sha256": data.sha256, "images": len(data),
                  "image_shape": list(data.image_shape),
-                 **({"class_names": list(data.class_names)} if data.class_names else {})},
+                 **({"class_names": list(class_names)} if class_names else {})},
         "versions": {
             "dcgan": version("dcgan"),
             "tensorflow": version("tensorflow") or version("tensorflow-cpu"),

@@ -23,16 +23,17 @@ class IterationBatches(keras.utils.PyDataset):
     """Element i feeds iteration ``start + i + 1``: ``d_steps * batch_size`` images, one batch per
     D update. With ``shard=(k, count)`` it is the k-th of ``count`` equal, contiguous slices of
     them: the part one process of a multi-process run feeds (their concatenation, in process
-    order, is the whole)."""
+    order, is the whole). With ``labels`` (a conditional run), elements are (images, labels int32)."""
 
     def __init__(self, images: np.ndarray, batch_size: int, d_steps: int, seed: int, start: int, steps: int,
-                 shard: tuple[int, int] = (0, 1)):
+                 shard: tuple[int, int] = (0, 1), labels: np.ndarray | None = None):
         super().__init__()
         per_iteration = batch_size * d_steps
         index, count = shard
         if per_iteration % count:
             raise ValueError(f"{per_iteration} images per iteration do not split into {count} equal shards")
         self.images, self.seed, self.start, self.steps = images, seed, start, steps
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int32)
         self.per_iteration = per_iteration
         self.width = per_iteration // count
         self.offset = index * self.width
@@ -41,9 +42,12 @@ class IterationBatches(keras.utils.PyDataset):
     def __len__(self) -> int:
         return self.steps
 
-    def __getitem__(self, i: int) -> np.ndarray:
+    def __getitem__(self, i: int):
         first = (self.start + i) * self.per_iteration + self.offset
-        return to_images(self.images[self.indices(first, self.width)])
+        chosen = self.indices(first, self.width)
+        if self.labels is None:
+            return to_images(self.images[chosen])
+        return to_images(self.images[chosen]), self.labels[chosen]
 
     def indices(self, first: int, count: int) -> np.ndarray:
         """Data indices of stream positions [first, first + count)."""

@@ -66,12 +66,15 @@ class OptimizerPair:
 class DCGAN(keras.Model):
     def __init__(self, generator: keras.Model, discriminator: keras.Model, latent_dim: int = 100,
                  d_steps: int = 1, seed: int | None = None, ema_decay: float = 0.0,
-                 augment: tuple[str, ...] = (), **kwargs):
+                 augment: tuple[str, ...] = (), num_classes: int | None = None, **kwargs):
         """``ema_decay`` > 0 keeps an exponential moving average of G's weights (Yazici et al.,
         2019: averaged generators give markedly better samples than the last iterate); it is
         then the generator that samples, is evaluated and is saved. ``augment``: the
-        ``trainer.augment`` operations applied to every image D sees, real and fake."""
+        ``trainer.augment`` operations applied to every image D sees, real and fake.
+        ``num_classes``: class-conditional networks (``trainer.models``); the data then holds
+        (images, labels), and every fake image gets a class drawn uniformly."""
         super().__init__(**kwargs)
+        self.num_classes = num_classes
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = latent_dim
@@ -114,8 +117,8 @@ class DCGAN(keras.Model):
         self.g_optimizer.build(self.generator.trainable_variables)
         self.optimizer = OptimizerPair(d_optimizer, g_optimizer)
 
-    def call(self, z, training=False):
-        return self.sampling_generator(z, training=training)
+    def call(self, inputs, training=False):
+        return self.sampling_generator(inputs, training=training)
 
     @property
     def sampling_generator(self) -> keras.Model:
@@ -135,6 +138,10 @@ class DCGAN(keras.Model):
         """Noise for ``n`` images: ``n`` x latent_dim standard normals."""
         return replica_rows(lambda rows: keras.random.normal((rows, self.latent_dim), seed=self.noise_seed), n)
 
+    def random_labels(self, n):
+        """A class for each of ``n`` fake images, uniform over the classes; None when unconditional."""
+        return self.randint((n,), 0, self.num_classes) if self.num_classes else None
+
     def randint(self, shape, low: int, high: int):
         """int32 in [low, high) of ``shape``, whose first dimension is this replica's batch."""
         return replica_rows(lambda rows: keras.random.randint((rows, *shape[1:]), low, high, dtype="int32",
@@ -148,13 +155,14 @@ class DCGAN(keras.Model):
     def _bce(self, target: float, logits):
         return global_share(ops.mean(ops.binary_crossentropy(ops.full_like(logits, target), logits, from_logits=True)))
 
-    def discriminator_step(self, real):
+    def discriminator_step(self, real, real_labels=None):
         n = ops.shape(real)[0]
         # A training-mode forward pass of G updates its BatchNorm moving statistics; the D step
         # must leave G untouched, so they are put back afterwards.
         bn_stats = list(self.generator.non_trainable_variables)
         saved = [ops.copy(v.value) for v in bn_stats]
-        fake = ops.stop_gradient(generator_forward(self.generator, self.normal(n), training=True))
+        fake_labels = self.random_labels(n)
+        fake = ops.stop_gradient(generator_forward(self.generator, self.normal(n), training=True, labels=fake_labels))
         for v, value in zip(bn_stats, saved):
             v.assign(value)
 
@@ -164,11 +172,12 @@ class DCGAN(keras.Model):
                 # BatchNormalization no image's logit depends on the others in its batch, so this
                 # is two separate passes in distribution (Dropout draws its masks once, not twice).
                 images = self._augment(ops.concatenate([real, ops.cast(fake, real.dtype)], 0))
-                logits, input_grads = self._discriminate(images, n)
+                labels = None if fake_labels is None else ops.concatenate([real_labels, fake_labels], 0)
+                logits, input_grads = self._discriminate(images, labels, n)
                 real_logits, fake_logits = logits[:n], logits[n:]
             else:  # batch statistics must not mix real and fake
-                real_logits, input_grads = self._discriminate(self._augment(real), n)
-                fake_logits, _ = self._discriminate(self._augment(fake))
+                real_logits, input_grads = self._discriminate(self._augment(real), real_labels, n)
+                fake_logits, _ = self._discriminate(self._augment(fake), fake_labels)
             loss_real = self._bce(1.0 - self.label_smoothing, real_logits)
             loss_fake = self._bce(0.0, fake_logits)
             total = loss_real + loss_fake
@@ -182,26 +191,32 @@ class DCGAN(keras.Model):
         apply_gradients(self.d_optimizer, grads, variables)
         return loss_real, loss_fake, ops.sigmoid(real_logits), ops.sigmoid(fake_logits)
 
-    def _discriminate(self, images, n_real=None):
-        """D's float32 logits, and with R1 on and ``n_real`` given, the gradients of the logits of
+    def _discriminate(self, images, labels=None, n_real=None):
+        """D's float32 logits (of each image as its class, for a conditional D), and with R1 on and
+        ``n_real`` given, the gradients of the logits of
         the first ``n_real`` images (the real ones) with respect to those images. Without
         BatchNormalization each logit depends on its own image only, so one gradient of their sum
         gives every image its own (with it, the sum's gradient also carries the batch-statistics
         terms). The outer gradient differentiates through it (double backprop)."""
+        def discriminate(x):
+            return self.discriminator(x if labels is None else [x, labels], training=True)
+
         if self.r1_gamma == 0 or n_real is None:
-            return ops.cast(self.discriminator(images, training=True), "float32"), None
+            return ops.cast(discriminate(images), "float32"), None
 
         def real_sum(x):
-            logits = ops.cast(self.discriminator(x, training=True), "float32")
+            logits = ops.cast(discriminate(x), "float32")
             return ops.sum(logits[:n_real]), logits
 
         _, logits, grads = input_value_and_grad(real_sum, images)
         return logits, ops.cast(grads[:n_real], "float32")
 
     def generator_step(self, n):
+        labels = self.random_labels(n)
+
         def loss():
-            fake = generator_forward(self.generator, self.normal(n), training=True)
-            logits = ops.cast(self.discriminator(self._augment(fake), training=True), "float32")
+            fake = generator_forward(self.generator, self.normal(n), training=True, labels=labels)
+            logits, _ = self._discriminate(self._augment(fake), labels)
             g_loss = self._bce(1.0, logits)  # non-saturating: maximise log D(G(z))
             total = g_loss
             if self.guide is not None:
@@ -238,16 +253,19 @@ class DCGAN(keras.Model):
         return self.iteration(args[0])
 
     def iteration(self, data):
-        """One iteration on the real images that ``data`` holds (data adapters may wrap them in a tuple)."""
-        real, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self.iterate(real)
+        """One iteration on the real images that ``data`` holds (data adapters may wrap them in a
+        tuple), with their labels as its second element for a conditional model."""
+        real, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self.iterate(real, labels if self.num_classes else None)
 
-    def iterate(self, real):
-        """``real`` holds ``d_steps`` batches of real images: one per discriminator update."""
+    def iterate(self, real, labels=None):
+        """``real`` holds ``d_steps`` batches of real images: one per discriminator update (and
+        ``labels`` their classes, for a conditional model)."""
         replicas = num_replicas()
         loss_real = loss_fake = d_real = d_fake = 0.0
-        for batch in ops.split(real, self.d_steps):
-            lr, lf, pr, pf = self.discriminator_step(batch)
+        label_batches = ops.split(labels, self.d_steps) if labels is not None else [None] * self.d_steps
+        for batch, batch_labels in zip(ops.split(real, self.d_steps), label_batches):
+            lr, lf, pr, pf = self.discriminator_step(batch, batch_labels)
             loss_real += lr
             loss_fake += lf
             d_real += ops.mean(pr)

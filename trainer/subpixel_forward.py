@@ -25,10 +25,15 @@ from keras import ops
 from dcgan_export import subpixel
 
 
-def generator_forward(generator: keras.Sequential, z, training: bool):
-    """``generator(z, training=training)``, with every upsample + conv pair fused.
+def generator_forward(generator: keras.Model, z, training: bool, labels=None):
+    """``generator(z, training=training)`` (``generator([z, labels], ...)`` for a class-conditional
+    one: its ``trunk`` on z joined to the one-hot labels), with every upsample + conv pair fused.
 
     Only a ``Sequential`` is walked layer by layer; any other model is simply called."""
+    if labels is not None:
+        trunk = generator.get_layer("trunk")
+        one_hot = generator.get_layer("one_hot")
+        return generator_forward(trunk, ops.concatenate([z, ops.cast(one_hot(labels), z.dtype)], axis=1), training)
     if not isinstance(generator, keras.Sequential):
         return generator(z, training=training)
     x = z

@@ -25,7 +25,7 @@ from dcgan_export.errors import DcganError, first_line
 from dcgan_export.run_dir import RunDir
 
 from . import augment, checkpoint, guidance, hardware
-from .config import RunPlan, TrainConfig, load_data, write_record
+from .config import RunPlan, TrainConfig, conditional_classes, load_data, write_record
 from .resume import changes_training, check_stage_changes, pending_stages, plan_resume
 
 Echo = Callable[[str], None]
@@ -134,14 +134,15 @@ def fit(plan: RunPlan, echo: Echo = print) -> RunDir:
         with devices.scope():
             guide = guidance.load_guide(path)
     keras.utils.set_random_seed(config.seed)
+    classes = len(conditional_classes(data)) if config.conditional else None
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         with devices.scope():
-            generator = build_generator(config.latent_dim, data.image_shape, config.width_multiplier)
-            discriminator = build_discriminator(data.image_shape, config.width_multiplier)
+            generator = build_generator(config.latent_dim, data.image_shape, config.width_multiplier, classes)
+            discriminator = build_discriminator(data.image_shape, config.width_multiplier, classes)
             gan = DCGAN(generator, discriminator, config.latent_dim, config.d_steps, seed=config.seed,
-                        ema_decay=config.ema, augment=augment.parse_policy(config.augment))
+                        ema_decay=config.ema, augment=augment.parse_policy(config.augment), num_classes=classes)
             d_opt, g_opt = make_optimizers(config)
             gan.compile(d_opt, g_opt, label_smoothing=config.label_smoothing, r1_gamma=config.r1, guide=guide,
                         class_guidance=config.class_guidance)
@@ -177,10 +178,10 @@ def fit(plan: RunPlan, echo: Echo = print) -> RunDir:
     local_copy = config.mixed_precision or config.num_processes > 1
     run.record_generator(config.iterations, None)
     _save_model(gan.sampling_generator, run.generator, local_copy,
-                lambda: build_generator(config.latent_dim, data.image_shape, config.width_multiplier))
+                lambda: build_generator(config.latent_dim, data.image_shape, config.width_multiplier, classes))
     run.record_generator(config.iterations, config.iterations)
     _save_model(discriminator, run.discriminator, local_copy,
-                lambda: build_discriminator(data.image_shape, config.width_multiplier))
+                lambda: build_discriminator(data.image_shape, config.width_multiplier, classes))
     cb.plot_losses(run.losses, run.file(RunDir.LOSSES_PLOT))
     run.mark_finished(config.iterations)
     echo(f"Trained {run} to iteration {config.iterations}: {run.generator}")
@@ -204,7 +205,8 @@ def _fit_to_the_end(gan, plan: RunPlan, elapsed: float, echo: Echo) -> None:
 
     config, run, data, start = plan.config, plan.run, plan.data, plan.start
     batches = IterationBatches(data.images, config.batch_size, config.d_steps, config.seed, start,
-                               config.iterations - start, shard=(config.process_id, config.num_processes))
+                               config.iterations - start, shard=(config.process_id, config.num_processes),
+                               labels=data.labels if config.conditional else None)
     if config.process_id > 0:
         _fit_together(gan, batches, config)
         return

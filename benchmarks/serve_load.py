@@ -159,9 +159,11 @@ class ServerProcess:
 
 @contextlib.contextmanager
 def start_server(model: str | os.PathLike | None, threads: int | None = None, log_level: str = "warning",
-                 startup_timeout: float = 60.0, env: dict | None = None) -> Iterator[ServerProcess]:
+                 startup_timeout: float = 60.0, env: dict | None = None,
+                 extra_args: tuple[str, ...] = ()) -> Iterator[ServerProcess]:
     """Run ``dcgan serve`` on a free loopback port, with ``env`` added to its environment (e.g.
-    ``DCGAN_SERVE_*`` limits); yield it once healthy; stop it afterwards."""
+    ``DCGAN_SERVE_*`` limits) and ``extra_args`` to its options (e.g. ``--name``); yield it once
+    healthy; stop it afterwards."""
     port = free_port()
     args = [sys.executable, "-m", "dcgan_export.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
             "--log-level", log_level]
@@ -169,6 +171,7 @@ def start_server(model: str | os.PathLike | None, threads: int | None = None, lo
         args += ["--model", str(model)]
     if threads is not None:
         args += ["--threads", str(threads)]
+    args += extra_args
     base = f"http://127.0.0.1:{port}"
     with tempfile.NamedTemporaryFile(prefix="dcgan-serve-", suffix=".log") as log:
         server = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,

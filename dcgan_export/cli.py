@@ -46,17 +46,30 @@ def _register_training_commands() -> None:
                    "--no-optimize exports the Keras graph as it is.")
 @click.option("--atol", type=float, default=1e-4, show_default=True,
               help="Parity gate: largest allowed |ONNX - Keras| on any pixel.")
-def export_command(src: str, out: str, optimize: bool, atol: float) -> None:
+@click.option("--triton-repo", type=click.Path(), default=None, metavar="DIR",
+              help="Also write a Triton model repository: DIR/NAME/config.pbtxt and DIR/NAME/1/model.onnx.")
+@click.option("--name", default=None, help="The model's name in --triton-repo [default: dcgan].")
+def export_command(src: str, out: str, optimize: bool, atol: float, triton_repo: str | None,
+                   name: str | None) -> None:
     """Export a trained generator (run directory or .keras file) to ONNX.
 
     The ONNX model is checked against the Keras generator in onnxruntime (1,026 noise vectors,
     batch sizes 1 and 257) before it is written; on a mismatch nothing is written and the exit
-    code is 1.
+    code is 1. With --triton-repo, the written model also goes into a Triton model repository
+    (onnxruntime backend, dynamic batching, CPU; docs/serving.md), which must not hold NAME yet.
     """
     require_training_extra("export")
     from .export import export_generator
+    from .triton import MODEL_NAME, check_repository, write_repository
 
+    if name is not None and triton_repo is None:
+        raise DcganError("--name names the model in --triton-repo; give --triton-repo too")
+    name = MODEL_NAME if name is None else name
+    if triton_repo is not None:
+        check_repository(triton_repo, name)  # before the slow work: a bad name or path costs nothing
     export_generator(src, out, optimize=optimize, atol=atol, echo=click.echo)
+    if triton_repo is not None:
+        click.echo(f"triton model repository: {write_repository(out, triton_repo, name)} (config.pbtxt, 1/model.onnx)")
 
 
 # --- sample (dcgan_export/runtime.py, onnxruntime only) -----------------------------------------
@@ -83,15 +96,19 @@ def export_command(src: str, out: str, optimize: bool, atol: float) -> None:
 @click.option("--interpolate", default=None, metavar="SEED_A,SEED_B[,...]",
               help="Write an animated GIF walking between the seeds' noise (--n walks side by side).")
 @click.option("--frames", type=int, default=16, show_default=True, help="GIF frames from one seed to the next.")
+@click.option("--class", "label", default=None, metavar="K|NAME|all",
+              help="Class-conditional models: one class (an index or a name), or 'all' for one row of --n "
+                   "[default 10] per class [default: image i is class i % K].")
 def sample(n, out, out_dir, model, seed, noise, nrow, fmt, batch_size, threads, scale, truncation, interpolate,
-           frames) -> None:
+           frames, label) -> None:
     """Sample images from an ONNX generator (no TensorFlow): a grid PNG, a .npy, one PNG each, or
     an animated walk between seeds."""
     from .sampling import SampleRequest, run_sample
 
     click.echo(run_sample(SampleRequest(n=n, out=out, out_dir=out_dir, model=model, seed=seed, noise=noise,
                                         nrow=nrow, fmt=fmt, batch_size=batch_size, threads=threads, scale=scale,
-                                        truncation=truncation, interpolate=interpolate, frames=frames)))
+                                        truncation=truncation, interpolate=interpolate, frames=frames,
+                                        label=label)))
 
 
 # --- eval (dcgan_export/evaluate.py, onnxruntime only) ------------------------------------------
@@ -149,17 +166,22 @@ def eval_command(model: str, n: int, seed: int, classifier: str | None, features
               help="onnxruntime threads per request; concurrent requests already use the other cores.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="info", show_default=True, help="uvicorn log level; below info, no access log.")
-def serve(model, host, port, threads, log_level) -> None:
-    """Serve the generator over HTTP: /healthz, /v1/model, /v1/sample, /v1/generate."""
+@click.option("--name", default="dcgan", show_default=True,
+              help="The model's name in the v2 API (/v2/models/NAME), as in a Triton repository.")
+def serve(model, host, port, threads, log_level, name) -> None:
+    """Serve the generator over HTTP: /healthz, /v1/model, /v1/sample, /v1/generate, and the Open
+    Inference Protocol (KServe v2, as Triton speaks it) under /v2."""
     try:
         from . import serve as service
     except ImportError as exc:
         raise DcganError(f"dcgan serve needs the [serve] extra (pip install 'dcgan[serve]'): {exc}") from None
     from .runtime import Sampler
+    from .triton import check_model_name
 
+    check_model_name(name)
     limits = service.Limits.from_env()  # bad DCGAN_SERVE_* values: one line, before the port or model
     sock = service.listen_socket(host, port)
-    service.run(Sampler(model, threads=threads), sock, log_level=log_level, limits=limits)
+    service.run(Sampler(model, threads=threads), sock, log_level=log_level, limits=limits, name=name)
 
 
 _register_training_commands()

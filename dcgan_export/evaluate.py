@@ -9,6 +9,9 @@ use a small CNN trained on mnist-8k/train (``models/mnist_classifier.onnx``, bui
 * ``class_shares``, ``min_class_share``, ``kl_uniform``: the predicted-class histogram; a
   collapsed generator drops classes or piles onto one (``mode_collapse_warnings``).
 * ``mean_confidence`` and ``classifier_score`` (the Inception-score formula, at most 10).
+* class-conditional models only: ``class_accuracy``, for each class k the share of the samples
+  drawn as k that the classifier calls k (``min_class_accuracy``: the worst class), when the
+  model's classes are the classifier's; else None, and ``class_accuracy_skipped`` says why.
 
     from dcgan_export.evaluate import Evaluator
     figures = Evaluator().score_images(images)   # float [-1, 1], [n, 28, 28, 1]
@@ -100,6 +103,15 @@ def kl_from_uniform(shares: np.ndarray) -> float:
     shares = np.asarray(shares, np.float64)
     nonzero = shares[shares > 0]
     return float((nonzero * np.log(nonzero * len(shares))).sum())
+
+
+def per_class_accuracy(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> list[float | None]:
+    """For each class k < num_classes: the share of images drawn as k (``labels``) classified
+    as k, or None when no image was drawn as k."""
+    predicted = np.asarray(probs).argmax(axis=1)
+    labels = np.asarray(labels)
+    return [float((predicted[labels == k] == k).mean()) if (labels == k).any() else None
+            for k in range(num_classes)]
 
 
 def mode_collapse_warnings(class_shares, low: float | None = None, high: float | None = None,
@@ -213,8 +225,9 @@ class Evaluator:
         """All the figures for one array of images (float [-1, 1], [n, 28, 28, 1])."""
         return self.score_batches([images])
 
-    def score_batches(self, batches: Iterable[np.ndarray]) -> dict:
-        """All the figures for images arriving in batches.
+    def score_batches(self, batches: Iterable[np.ndarray], labels: np.ndarray | None = None) -> dict:
+        """All the figures for images arriving in batches (``labels``: the class each was drawn
+        as, for a conditional model whose classes are the classifier's: adds the accuracies).
 
         Images are classified batch by batch and dropped, but the probabilities and features of
         every image are kept (about 600 bytes each) for the covariance and the class figures:
@@ -227,11 +240,18 @@ class Evaluator:
             features.append(f)
         if not probs:
             raise DcganError("no images to evaluate")
-        return self.score_outputs(np.concatenate(probs), np.concatenate(features))
+        return self.score_outputs(np.concatenate(probs), np.concatenate(features), labels)
 
-    def score_outputs(self, probs: np.ndarray, features: np.ndarray) -> dict:
+    def score_outputs(self, probs: np.ndarray, features: np.ndarray, labels: np.ndarray | None = None) -> dict:
         counts = np.bincount(probs.argmax(axis=1), minlength=probs.shape[1])
         shares = counts / counts.sum()
+        accuracy = {}
+        if labels is not None:
+            if len(labels) != len(probs):
+                raise DcganError(f"labels: {len(labels)} for {len(probs)} images")
+            per_class = per_class_accuracy(probs, labels, probs.shape[1])
+            measured = [a for a in per_class if a is not None]
+            accuracy = {"class_accuracy": per_class, "min_class_accuracy": min(measured) if measured else None}
         return {
             "n": int(len(probs)),
             "fid": self.fid_of_features(features),
@@ -244,6 +264,7 @@ class Evaluator:
             "classifier_score": classifier_score(probs),
             "class_names": self.class_names(),
             "warnings": mode_collapse_warnings(shares, names=self.class_names()),
+            **accuracy,
         }
 
 
@@ -274,8 +295,12 @@ def evaluate_generator(model: str | os.PathLike | None, n: int = 10000, seed: in
                          "model's data with dcgan classifier --data DATA and pass it as --classifier (unlabelled "
                          "data: --features F.onnx --data DATA)")
     _check_same_data(sampler, evaluator, any_data)
-    batches = sampler.iter_batches(n, seed=seed, batch_size=batch_size)
-    figures = evaluator.score_batches(counted(batches, n, "scoring") if progress else batches)
+    batches = sampler.iter_batches(n, seed=seed, batch_size=batch_size)  # conditional: image i is class i % K
+    skipped = None if sampler.classes is None else _class_accuracy_skipped(sampler, evaluator)
+    labels = sampler.cycle_labels(n) if sampler.classes is not None and skipped is None else None
+    figures = evaluator.score_batches(counted(batches, n, "scoring") if progress else batches, labels)
+    if skipped is not None:
+        figures.update(class_accuracy=None, min_class_accuracy=None, class_accuracy_skipped=skipped)
     return {
         "model": str(sampler.model_path),
         "classifier": str(evaluator.classifier_path),
@@ -303,21 +328,46 @@ def _shape(shape) -> str:
 def _check_same_data(sampler, evaluator: Evaluator, any_data: bool) -> None:
     """A classifier's figures mean something for a generator trained on the data it knows: the
     digits for the shipped one, its own data set (same sha256) for one trained with --data."""
-    if any_data:
-        return
+    problem = _other_data(sampler, evaluator)
+    if problem is not None and not any_data:
+        raise DcganError(problem)
+
+
+def _other_data(sampler, evaluator: Evaluator) -> str | None:
+    """Why ``sampler``'s model was trained on other data than ``evaluator``'s classifier, or None."""
     trained_on = sampler.metadata.get(Meta.DATASET, Meta.UNKNOWN)
     if CLASSIFIER_REFERENCE not in evaluator.metadata:
         if trained_on not in (*DIGIT_DATASETS, Meta.UNKNOWN):
-            raise DcganError(f"{sampler.model_path} was trained on {trained_on!r}, not digits: a digit classifier's "
-                             "figures would mean nothing (train one on that data with dcgan classifier --data; "
-                             "--any-data scores it anyway)")
-        return
+            return (f"{sampler.model_path} was trained on {trained_on!r}, not digits: a digit classifier's "
+                    "figures would mean nothing (train one on that data with dcgan classifier --data; "
+                    "--any-data scores it anyway)")
+        return None
     model_data = sampler.metadata.get(Meta.DATASET_SHA256, Meta.UNKNOWN)
     classifier_data = evaluator.metadata.get("data_sha256")
     if model_data != Meta.UNKNOWN and model_data != classifier_data:
-        raise DcganError(f"{sampler.model_path} was trained on other data ({trained_on!r}) than the classifier "
-                         f"{evaluator.classifier_path} ({evaluator.metadata.get('train_split')}); --any-data "
-                         "scores it anyway")
+        return (f"{sampler.model_path} was trained on other data ({trained_on!r}) than the classifier "
+                f"{evaluator.classifier_path} ({evaluator.metadata.get('train_split')}); --any-data "
+                "scores it anyway")
+    return None
+
+
+def _class_accuracy_skipped(sampler, evaluator: Evaluator) -> str | None:
+    """Why a conditional model's per-class accuracy would mean nothing with this classifier (None:
+    it means something): its classes must be the classifier's, in the same order, on the same
+    data. The shipped classifier's classes are the digits "0" .. "9", as a conditional model
+    trained on mnist names them."""
+    ours = list(sampler.class_names)
+    theirs = evaluator.class_names() or [str(k) for k in range(evaluator.num_classes)]
+    if ours != theirs:
+        return (f"the model's classes ({_names(ours)}) are not the classifier's ({_names(theirs)})")
+    if _other_data(sampler, evaluator) is not None:
+        return "the model was trained on other data than the classifier"
+    return None
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(name[:20] for name in names[:5])
+    return f"{shown}, ... ({len(names)} in all)" if len(names) > 5 else shown
 
 
 def _float_or_none(value: str | None) -> float | None:
@@ -348,8 +398,20 @@ def format_report(report: dict) -> str:
     name_width = max(len(name) for name in names)
     for name, share in zip(names, report["class_shares"]):
         lines.append(f"  {name:<{name_width}}  {share:6.1%}  {'#' * int(round(share * 100))}")
+    if "class_accuracy" in report:  # a class-conditional model
+        lines += _format_class_accuracy(report, names, name_width)
     return "\n".join(lines)
 
 
-def _percent(value: float | None) -> str:
-    return "unknown" if value is None else f"{value:.1%}"
+def _format_class_accuracy(report: dict, names: list[str], name_width: int) -> list[str]:
+    if report["class_accuracy"] is None:
+        return [f"class accuracy: not measured: {report['class_accuracy_skipped']}"]
+    lines = ["class accuracy (samples drawn as a class that the classifier calls it):"]
+    for name, accuracy in zip(names, report["class_accuracy"]):
+        lines.append(f"  {name:<{name_width}}  {_percent(accuracy, 'no samples'):>6}")
+    lines.append(f"lowest class accuracy  {_percent(report['min_class_accuracy'], 'none measured')}")
+    return lines
+
+
+def _percent(value: float | None, missing: str = "unknown") -> str:
+    return missing if value is None else f"{value:.1%}"

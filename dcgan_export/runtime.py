@@ -10,6 +10,11 @@ This is the module other programs embed::
 Noise is derived per image: image ``i`` of seed ``s`` comes from its own counter-based stream
 (``dcgan_export.noise``), so it is the same whatever ``n`` or ``batch_size`` is, and other
 languages compute the same float32 bits (``examples/web/noise.js``; docs/noise.md).
+
+A class-conditional generator (``dcgan train --conditional``) takes a class per image too::
+
+    sampler.sample_pixels(16, seed=0, labels="7")      # an index or a name, for every image
+    sampler.generate_pixels(z, labels=[0, 1, 2])       # or one per image
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from typing import Iterator
 import numpy as np
 import onnxruntime as ort
 
-from .contract import IMAGES_OUTPUT, PIXELS_OUTPUT, check_float_array, to_pixels
+from .classes import Classes, is_sequence
+from .contract import IMAGES_OUTPUT, LABELS_INPUT, PIXELS_OUTPUT, check_float_array, to_pixels
 from .errors import DcganError, ModelOutputError, first_line
 from .limits import MAX_SEED, MAX_THREADS, check_int
 from .noise import MIN_TRUNCATION, check_truncation, noise  # noqa: F401 (MIN_TRUNCATION: re-exported)
@@ -108,14 +114,20 @@ FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tenso
 class ModelInput:
     """How to feed a session's one float input: its dtype, and its batch size where the model
     fixes one (then any number of rows goes through in chunks of exactly that size, the last
-    one padded)."""
+    one padded).
 
-    def __init__(self, session: ort.InferenceSession, what: str):
+    ``side_inputs``: names of other inputs the caller feeds row for row with it (a conditional
+    generator's labels); they are chunked and padded alongside.
+    """
+
+    def __init__(self, session: ort.InferenceSession, what: str, side_inputs: tuple[str, ...] = ()):
         inputs = session.get_inputs()
-        if len(inputs) != 1:
+        main = [i for i in inputs if i.name not in side_inputs]
+        if len(main) != 1:
             found = ", ".join(f"{i.name}{i.shape}" for i in inputs) or "none"
-            raise DcganError(f"{what}: expected one input, found {len(inputs)} ({found})")
-        meta = inputs[0]
+            besides = f" besides {', '.join(map(repr, side_inputs))}" if side_inputs else ""
+            raise DcganError(f"{what}: expected one input{besides}, found {len(inputs)} ({found})")
+        meta = main[0]
         if meta.type not in FLOAT_TYPES:
             raise DcganError(f"{what}: input {meta.name!r} must be a float tensor, found {meta.type}")
         self.name: str = meta.name
@@ -124,19 +136,26 @@ class ModelInput:
         batch = meta.shape[0] if meta.shape else None
         self.batch: int | None = batch if isinstance(batch, int) and batch > 0 else None
 
-    def run(self, session: ort.InferenceSession, outputs: list[str], x: np.ndarray) -> list[np.ndarray]:
-        """``session.run`` over the rows of ``x``, whatever the model's batch size."""
-        x = x.astype(self.dtype, copy=False)
+    def run(self, session: ort.InferenceSession, outputs: list[str], x: np.ndarray,
+            side: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+        """``session.run`` over the rows of ``x`` (and of the ``side`` arrays, row for row),
+        whatever the model's batch size."""
+        feeds = {self.name: x.astype(self.dtype, copy=False), **(side or {})}
         if self.batch is None or len(x) == self.batch:
-            return session.run(outputs, {self.name: x})
+            return session.run(outputs, feeds)
         parts = []
         for start in range(0, len(x), self.batch):
-            chunk = x[start:start + self.batch]
-            rows = len(chunk)
-            if rows < self.batch:
-                chunk = np.concatenate([chunk, np.zeros((self.batch - rows, *chunk.shape[1:]), chunk.dtype)])
-            parts.append([out[:rows] for out in session.run(outputs, {self.name: chunk})])
+            chunk = {name: _padded(arr[start:start + self.batch], self.batch) for name, arr in feeds.items()}
+            rows = min(self.batch, len(x) - start)
+            parts.append([out[:rows] for out in session.run(outputs, chunk)])
         return [np.concatenate(column) for column in zip(*parts)]
+
+
+def _padded(chunk: np.ndarray, rows: int) -> np.ndarray:
+    """``chunk`` with zero rows appended up to ``rows``."""
+    if len(chunk) == rows:
+        return chunk
+    return np.concatenate([chunk, np.zeros((rows - len(chunk), *chunk.shape[1:]), chunk.dtype)])
 
 
 def _float_output(meta, what: str) -> None:
@@ -160,6 +179,14 @@ class Sampler:
     ``dcgan_export.contract``), or a run directory holding one (``None``: the shipped one).
     ``threads``: intra-op threads (default: physical cores). Models that keep the contract loosely
     work too: a float64 or float16 input, or a fixed batch size.
+
+    A class-conditional generator has a second input ``labels`` int64 [N] and must name its
+    classes in ``class_names`` metadata (``num_classes``, ``class_names``; None when unconditional).
+    Every method that makes images takes ``labels``: one class for all images (an index or a
+    name) or one per image (``resolve_labels``). ``generate`` needs them on such a model (a noise
+    array says nothing of classes), while ``sample`` and ``iter_batches`` without them cycle
+    through the classes, image i being class i % K, so a plain sample shows every class. The
+    noise of image i never depends on its class: the same seed in another class keeps its style.
     """
 
     def __init__(self, model: str | os.PathLike | None = None, threads: int | None = None,
@@ -169,7 +196,7 @@ class Sampler:
             raise DcganError(f"model not found: {path}")
         self._session = open_session(path, threads, providers=providers)
         self.model_path = path
-        self._input = ModelInput(self._session, f"{path}: not a generator")
+        self._input = ModelInput(self._session, f"{path}: not a generator", side_inputs=(LABELS_INPUT,))
         if len(self._input.shape) != 2 or not isinstance(self._input.shape[1], int) or self._input.shape[1] < 1:
             raise DcganError(f"{path}: not a generator: expected an input of shape [N, latent], "
                              f"found {self._input.name}{self._input.shape}")
@@ -188,14 +215,42 @@ class Sampler:
                   and tuple(pixels.shape[1:]) == self.pixel_shape)  # else they are made from images
         self._outputs = [IMAGES_OUTPUT] + ([PIXELS_OUTPUT] if usable else [])
         self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
+        self.classes: Classes | None = self._check_labels_input(path)
+
+    def _check_labels_input(self, path: Path) -> Classes | None:
+        """The classes of a conditional model (one with a ``labels`` input), None for others."""
+        labels = [i for i in self._session.get_inputs() if i.name == LABELS_INPUT]
+        if not labels:
+            return None
+        meta = labels[0]
+        if meta.type != "tensor(int64)" or len(meta.shape) != 1:
+            raise DcganError(f"{path}: not a generator: input {LABELS_INPUT!r} must be int64 [N], "
+                             f"found {meta.type}{meta.shape}")
+        return Classes.from_metadata(self.metadata, str(path))
 
     def __repr__(self) -> str:
         return f"Sampler({str(self.model_path)!r}, latent_dim={self.latent_dim})"
 
     @property
+    def num_classes(self) -> int | None:
+        """K for a class-conditional model, None for an unconditional one."""
+        return None if self.classes is None else len(self.classes)
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The names of classes 0 .. K-1 of a class-conditional model, None for an unconditional one
+        (whose metadata may still list its training data's classes: it cannot be asked for one)."""
+        return None if self.classes is None else self.classes.names
+
+    @property
     def pixel_shape(self) -> tuple:
         """One image's uint8 shape: (H, W) for grey models, (H, W, 3) for RGB ones."""
         return self.image_shape[:2] if self.image_shape[2] == 1 else self.image_shape
+
+    def graph_io(self) -> tuple[list, list]:
+        """The model's own inputs and outputs (onnxruntime NodeArgs: ``name``, ``type``, ``shape``),
+        for what must describe the graph itself, such as a Triton model config."""
+        return self._session.get_inputs(), self._session.get_outputs()
 
     # -- noise -> images ---------------------------------------------------------------------
 
@@ -203,23 +258,51 @@ class Sampler:
         """z as a C-contiguous float32 [n, latent] array, or a ValueError saying what is wrong."""
         return check_float_array(z, "noise", (self.latent_dim,))
 
-    def _run(self, z) -> list[np.ndarray]:
+    def resolve_labels(self, labels, n: int) -> np.ndarray | None:
+        """The classes of ``n`` images as int64 [n] (None for an unconditional model without
+        labels), or a one-line DcganError. ``labels``: one class for all n (an index, a numpy
+        integer, or a name; a decimal string is an index unless it is a name), or a sequence of
+        exactly n of them; bool and float are refused."""
+        if self.classes is None:
+            if labels is not None:
+                raise DcganError("this model is not class-conditional: it takes no class (labels)")
+            return None
+        if labels is None:
+            raise DcganError(f"this model is class-conditional: pass labels (classes {self.classes.listing()})")
+        return self.classes.resolve(labels, n)
+
+    def cycle_labels(self, n: int, start: int = 0) -> np.ndarray | None:
+        """The classes ``sample`` gives images start .. start+n-1 when none is chosen (image i:
+        class i % K); None for an unconditional model."""
+        return None if self.classes is None else self.classes.cycle(n, start)
+
+    def _run(self, z, labels=None) -> list[np.ndarray]:
         """[images float32] (+ [pixels uint8] where the model has them), checked to be finite."""
-        results = self._input.run(self._session, self._outputs, self.check_noise(z))
+        z = self.check_noise(z)
+        labels = self.resolve_labels(labels, len(z))
+        side = None if labels is None else {LABELS_INPUT: labels}
+        results = self._input.run(self._session, self._outputs, z, side)
         images = results[0].astype(np.float32, copy=False)
         if images.shape[1:] != self.image_shape:
             raise ModelOutputError(f"{self.model_path}: the model declares images {list(self.image_shape)} "
                                    f"but produced {list(images.shape[1:])}")
         return [check_finite(images, str(self.model_path)), *results[1:]]
 
-    def generate(self, z) -> np.ndarray:
-        """Images for noise ``z`` [n, latent]: float32 [n, H, W, C] in [-1, 1]."""
-        return self._run(z)[0]
+    def generate(self, z, labels=None) -> np.ndarray:
+        """Images for noise ``z`` [n, latent] (and ``labels``, on a conditional model): float32
+        [n, H, W, C] in [-1, 1]."""
+        return self._run(z, labels)[0]
 
-    def generate_pixels(self, z) -> np.ndarray:
-        """Images for noise ``z`` as uint8 [n, H, W] (C = 1) or [n, H, W, 3], round((x + 1) * 127.5)."""
-        results = self._run(z)
-        return results[1] if len(results) > 1 else to_pixels(results[0])
+    def generate_pixels(self, z, labels=None) -> np.ndarray:
+        """Images for noise ``z`` (and ``labels``) as uint8 [n, H, W] (C = 1) or [n, H, W, 3],
+        round((x + 1) * 127.5)."""
+        return self.generate_with_pixels(z, labels)[1]
+
+    def generate_with_pixels(self, z, labels=None) -> tuple[np.ndarray, np.ndarray]:
+        """(``generate``, ``generate_pixels``) from one run of the model: a caller wanting both
+        (``dcgan serve``'s v2 API) need not pay for two."""
+        results = self._run(z, labels)
+        return results[0], results[1] if len(results) > 1 else to_pixels(results[0])
 
     # -- seeds -> images ---------------------------------------------------------------------
 
@@ -227,29 +310,47 @@ class Sampler:
         """The noise that ``sample(n, seed, truncation=...)`` uses, for images ``start .. start+n-1``."""
         return noise(seed, start, n, self.latent_dim, truncation)
 
-    def iter_batches(self, n: int, seed: int | None = None, batch_size: int = 256,
-                     pixels: bool = False, truncation: float | None = None) -> Iterator[np.ndarray]:
-        """Yield the ``n`` images in chunks of at most ``batch_size``: bounded memory for any n."""
+    def iter_batches(self, n: int, seed: int | None = None, batch_size: int = 256, pixels: bool = False,
+                     truncation: float | None = None, labels=None) -> Iterator[np.ndarray]:
+        """Yield the ``n`` images in chunks of at most ``batch_size``: bounded memory for any n.
+        ``labels``: as ``resolve_labels``; None on a conditional model: image i is class i % K."""
         if n < 1:
             raise DcganError(f"n must be >= 1, got {n}")
         if batch_size < 1:
             raise DcganError(f"batch_size must be >= 1, got {batch_size}")
         seed = resolve_seed(seed)
         check_truncation(truncation)
+        labels_of = self._batch_labels(labels, n)
         run = self.generate_pixels if pixels else self.generate
         for start in range(0, n, batch_size):
-            yield run(self.noise(min(batch_size, n - start), seed, start, truncation))
+            count = min(batch_size, n - start)
+            z, batch_labels = self.noise(count, seed, start, truncation), labels_of(start, count)
+            yield run(z) if batch_labels is None else run(z, batch_labels)  # unconditional: called as ever
+
+    def _batch_labels(self, labels, n: int):
+        """(start, count) -> the labels of images start .. start+count-1, checked once up front;
+        one class is not spelled out n times (n may be millions)."""
+        if labels is None:
+            return lambda start, count: self.cycle_labels(count, start)  # None when unconditional
+        if self.classes is None:
+            self.resolve_labels(labels, n)  # raises: labels on an unconditional model
+        if not is_sequence(labels):
+            k = self.classes.index(labels)
+            return lambda start, count: np.full(count, k, np.int64)
+        resolved = self.classes.resolve(labels, n)
+        return lambda start, count: resolved[start:start + count]
 
     def sample(self, n: int, seed: int | None = None, batch_size: int = 256,
-               truncation: float | None = None) -> np.ndarray:
+               truncation: float | None = None, labels=None) -> np.ndarray:
         """``n`` images, float32 [n, H, W, C] in [-1, 1]; image i depends only on (seed, i) (and
-        ``truncation``)."""
-        return np.concatenate(list(self.iter_batches(n, seed, batch_size, truncation=truncation)))
+        ``truncation``, and its class on a conditional model: ``labels`` as ``iter_batches``)."""
+        return np.concatenate(list(self.iter_batches(n, seed, batch_size, truncation=truncation, labels=labels)))
 
     def sample_pixels(self, n: int, seed: int | None = None, batch_size: int = 256,
-                      truncation: float | None = None) -> np.ndarray:
+                      truncation: float | None = None, labels=None) -> np.ndarray:
         """``n`` images as uint8 [n, H, W] (or [n, H, W, 3]); image i depends only on (seed, i)."""
-        return np.concatenate(list(self.iter_batches(n, seed, batch_size, pixels=True, truncation=truncation)))
+        return np.concatenate(list(self.iter_batches(n, seed, batch_size, pixels=True, truncation=truncation,
+                                                     labels=labels)))
 
 
 def resolve_seed(seed: int | None) -> int:

@@ -2,11 +2,16 @@
 
 Every check that can fail on user input runs before the model produces a single image, and
 every file is written through a temporary file, so a bad request leaves the disk as it was.
+
+A class-conditional model samples one class (``--class 7``, ``--class dog``), or with ``--class
+all`` one row per class, every row the same noise (images 0 .. n-1 of the seed), so a column shows
+one style through every class. Without ``--class`` image i is class i % K, as in the Sampler.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from pathlib import Path
 
@@ -24,6 +29,8 @@ from .runtime import Sampler, resolve_seed
 MAX_SAMPLES = 10_000_000
 MAX_GRID = 65_536  # a 256 x 256 grid; past that, a grid is no longer a picture anyone looks at
 DEFAULT_N = 25
+DEFAULT_PER_CLASS = 10  # --class all without --n: rows of 10
+ALL_CLASSES = "all"
 DEFAULT_SCALE = 4  # a 28-pixel digit is too small to look at: PNGs are enlarged 4x unless asked
 MAX_SCALE = 16
 MAX_PICTURE_BYTES = 256 * 2**20  # a grid, or all the frames of a walk, is held in memory until written
@@ -45,6 +52,7 @@ class SampleRequest:
     truncation: float | None = None
     interpolate: str | None = None  # "SEED_A,SEED_B[,...]": an animated GIF walking between them
     frames: int = 16
+    label: str | None = None  # --class: an index, a class name, or "all" (one row per class)
 
 
 def run_sample(req: SampleRequest) -> str:
@@ -61,39 +69,78 @@ def run_sample(req: SampleRequest) -> str:
         raise DcganError(f"--nrow must be >= 1, got {req.nrow}")
     if req.nrow is not None and (req.out_dir or fmt == "npy"):
         raise DcganError("--nrow only applies to a grid PNG")
+    _check_nrow_and_class(req)
     if req.batch_size < 1:
         raise DcganError(f"--batch-size must be >= 1, got {req.batch_size}")
     if fmt == "png" and not req.out_dir and n > MAX_GRID:
         raise DcganError(f"a grid of {n} images is too large (at most {MAX_GRID}): use --format npy or --out-dir")
 
     sampler = Sampler(req.model, threads=req.threads)
+    label = check_class(req.label, sampler)
+    total, nrow = n, req.nrow
+    if label == ALL_CLASSES:  # n images per class, a row each
+        total, nrow = n * sampler.num_classes, n
+        limit = MAX_GRID if fmt == "png" and not req.out_dir else MAX_SAMPLES
+        if total > limit:
+            raise DcganError(f"--class all: {sampler.num_classes} classes of {n} images is {total:,} images, "
+                             f"over {limit:,}: use a smaller --n")
     if fmt == "png" and not req.out_dir:
-        size = grid_bytes(n, req.nrow, sampler.image_shape, req.scale)
+        size = grid_bytes(total, nrow, sampler.image_shape, req.scale)
         if size > MAX_PICTURE_BYTES:
-            raise DcganError(f"a grid of {n} images at --scale {req.scale} is {size / 1e6:.0f} MB: use a smaller "
+            raise DcganError(f"a grid of {total} images at --scale {req.scale} is {size / 1e6:.0f} MB: use a smaller "
                              "--scale, fewer images, --format npy or --out-dir")
     if noise is not None:
         noise = sampler.check_noise(noise)
-        batches = (sampler.generate_pixels(noise[i:i + req.batch_size]) for i in range(0, n, req.batch_size))
         source = f"noise from {req.noise}"
+
+        def images(labels):
+            for i in range(0, n, req.batch_size):
+                chunk = noise[i:i + req.batch_size]
+                yield sampler.generate_pixels(chunk, sampler.cycle_labels(len(chunk), i) if labels is None else labels)
     else:
         seed = resolve_seed(req.seed)
-        batches = sampler.iter_batches(n, seed, req.batch_size, pixels=True, truncation=req.truncation)
         source = f"seed {seed}"
 
-    batches = counted(batches, n, "sampling")
+        def images(labels):
+            return sampler.iter_batches(n, seed, req.batch_size, pixels=True, truncation=req.truncation,
+                                        labels=labels)
+
+    if label == ALL_CLASSES:
+        batches = itertools.chain.from_iterable(images(k) for k in range(sampler.num_classes))
+        source += f", one row of {n} per class"
+    else:
+        batches = images(label)
+        source += "" if label is None else f", class {sampler.class_names[label]!r}"
+
+    batches = counted(batches, total, "sampling")
     if req.out_dir:
         try:
             Path(req.out_dir).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DcganError(f"cannot write to --out-dir {req.out_dir}: {exc.strerror or exc}") from None
-        written = _write_pngs(Path(req.out_dir), batches, n, req.scale)
+        written = _write_pngs(Path(req.out_dir), batches, total, req.scale)
         return f"Wrote {written} PNGs to {req.out_dir} ({source})"
     if fmt == "npy":
-        _write_npy_stream(Path(req.out), batches, n, sampler.pixel_shape)
-        return f"Wrote {req.out}: uint8 [{n}, {', '.join(map(str, sampler.pixel_shape))}] ({source})"
-    write_png(req.out, upscale(make_grid(np.concatenate(list(batches)), nrow=req.nrow, padding=2), req.scale))
-    return f"Wrote {req.out}: a grid of {n} images ({source})"
+        _write_npy_stream(Path(req.out), batches, total, sampler.pixel_shape)
+        return f"Wrote {req.out}: uint8 [{total}, {', '.join(map(str, sampler.pixel_shape))}] ({source})"
+    write_png(req.out, upscale(make_grid(np.concatenate(list(batches)), nrow=nrow, padding=2), req.scale))
+    return f"Wrote {req.out}: a grid of {total} images ({source})"
+
+
+def check_class(choice: str | None, sampler: Sampler) -> int | str | None:
+    """--class as a class index, ALL_CLASSES, or None (no --class); a one-line DcganError for a
+    class the model does not have, or any --class on an unconditional model."""
+    if choice is None:
+        return None
+    if sampler.classes is None:
+        raise DcganError(f"--class: {sampler.model_path} is not class-conditional (trained without --conditional): "
+                         "it has no classes to choose from")
+    return ALL_CLASSES if choice == ALL_CLASSES else sampler.classes.index(choice)
+
+
+def _check_nrow_and_class(req: SampleRequest) -> None:
+    if req.label == ALL_CLASSES and req.nrow is not None:
+        raise DcganError("--class all makes one row per class: not with --nrow (--n sets the images per row)")
 
 
 def grid_bytes(n: int, nrow: int | None, shape: tuple, scale: int) -> int:
@@ -118,18 +165,27 @@ def _run_walk(req: SampleRequest) -> str:
         raise DcganError(f"--n (walks side by side) must be between 1 and 64 with --interpolate, got {walks}")
     if req.nrow is not None and req.nrow < 1:
         raise DcganError(f"--nrow must be >= 1, got {req.nrow}")
+    _check_nrow_and_class(req)
     check_output_file(Path(req.out), "--out", protect={"--model file": req.model})
     sampler = Sampler(req.model, threads=req.threads)
+    label = check_class(req.label, sampler)
+    # The label input is int64: a walk holds its class. --class all: a row of the walks per class.
+    rows = sampler.num_classes if label == ALL_CLASSES else 1
+    labels = (np.repeat(np.arange(rows), walks) if label == ALL_CLASSES
+              else sampler.cycle_labels(walks) if label is None else label)
     count = (len(seeds) - 1) * req.frames + 1
-    frame_bytes = grid_bytes(walks, req.nrow or walks, sampler.image_shape, req.scale)
+    frame_bytes = grid_bytes(rows * walks, req.nrow or walks, sampler.image_shape, req.scale)
     if count * frame_bytes > MAX_PICTURE_BYTES:
         raise DcganError(f"a walk of {count} frames of {frame_bytes / 1e6:.1f} MB is over {MAX_PICTURE_BYTES / 1e6:.0f} MB: "
                          "use fewer seeds, --frames, --n or a smaller --scale")
-    frames = [upscale(make_grid(sampler.generate_pixels(z), nrow=req.nrow or walks, padding=2), req.scale)
+    frames = [upscale(make_grid(sampler.generate_pixels(np.tile(z, (rows, 1)), labels), nrow=req.nrow or walks,
+                                padding=2), req.scale)
               for z in walk_noise(sampler, seeds, req.frames, walks, req.truncation)]
     write_gif(req.out, frames, duration_ms=80)
+    held = ("" if label is None else ", a row per class" if label == ALL_CLASSES
+            else f", class {sampler.class_names[label]!r}")
     return (f"Wrote {req.out}: {len(frames)} frames, {walks} walk{'s' * (walks > 1)} through seeds "
-            f"{', '.join(map(str, seeds))}")
+            f"{', '.join(map(str, seeds))}{held}")
 
 
 def _check_destination(req: SampleRequest) -> str:
@@ -182,7 +238,7 @@ def _count(req: SampleRequest, noise: np.ndarray | None) -> int:
         if req.truncation is not None:
             raise DcganError("--truncation shapes the noise drawn from a seed; --noise is used as it is")
         return len(noise)
-    n = DEFAULT_N if req.n is None else req.n
+    n = (DEFAULT_PER_CLASS if req.label == ALL_CLASSES else DEFAULT_N) if req.n is None else req.n
     if not 1 <= n <= MAX_SAMPLES:
         raise DcganError(f"--n must be between 1 and {MAX_SAMPLES:,}, got {n}")
     return n

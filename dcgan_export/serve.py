@@ -4,9 +4,13 @@ Routes::
 
     GET  /healthz                               liveness
     GET  /v1/model                              the generator's ONNX metadata and latent size
-    GET  /v1/sample?n=25&seed=7&format=png|npy&truncation=0.7   a grid PNG, or uint8 [n, H, W(, 3)] as .npy
-    POST /v1/generate                           noise {"z": [[...]]} or an .npy body -> uint8 pixels
+    GET  /v1/sample?n=25&seed=7&format=png|npy&truncation=0.7&class=K   a grid PNG, or uint8 [n, H, W(, 3)] as .npy
+    POST /v1/generate                           noise {"z": [[...]], "labels": [...]} or an .npy body (?class=K)
+                                                -> uint8 pixels; labels or class for conditional models only
     GET  /                                      a page sampling the model in the browser (serve_page.py)
+    GET  /v2, /v2/health/{live,ready}           Open Inference Protocol (KServe v2; serve_v2.py): server, health
+    GET  /v2/models/NAME[/ready]                model metadata, readiness (NAME: --name, default dcgan)
+    POST /v2/models/NAME/infer                  z (and labels) -> images, pixels: JSON or binary tensors
 
 Every bad request gets a 4xx with a JSON ``{"error": ...}`` body and the server keeps serving,
 including the ones the HTTP layer refuses itself (``serve_http.GuardedH11Protocol``, which also
@@ -152,8 +156,10 @@ async def budget_hold(budget: ByteBudget):
         budget.give(hold.held)
 
 
-def create_app(sampler: Sampler, limits: Limits | None = None) -> Starlette:
-    """The ASGI app serving ``sampler``; one instance shared by every request."""
+def create_app(sampler: Sampler, limits: Limits | None = None, name: str = "dcgan") -> Starlette:
+    """The ASGI app serving ``sampler`` (as model ``name`` on /v2); one instance shared by every request."""
+    from .serve_v2 import v2_routes  # it builds on this module's request machinery
+
     limits = limits or Limits()
     limiter = anyio.CapacityLimiter(INFERENCE_SLOTS)
     json_limiter = anyio.CapacityLimiter(limits.json_parses)
@@ -171,42 +177,47 @@ def create_app(sampler: Sampler, limits: Limits | None = None) -> Starlette:
 
     async def sample(request: Request) -> Response:
         params = request.query_params
-        unknown = sorted(set(params) - {"n", "seed", "format", "truncation"})
+        unknown = sorted(set(params) - {"n", "seed", "format", "truncation", "class"})
         if unknown:
             raise BadRequest(f"unknown query parameter(s): {', '.join(unknown)[:200]} "
-                             "(expected n, seed, format, truncation)")
+                             "(expected n, seed, format, truncation, class)")
         n = int_param(params, "n", DEFAULT_N, 1, MAX_N)
         seed = int_param(params, "seed", None, 0, MAX_SEED)
         truncation = truncation_param(params)
+        label = class_param(params, sampler)  # None on a conditional model: image i is class i % K
         fmt = params.get("format", "png")
         if fmt not in ("png", "npy"):
             raise BadRequest(f"format must be png or npy, got {fmt[:40]!r}")
         seed = resolve_seed(seed)
         headers = {"X-Seed": str(seed)}
         if fmt == "npy":
-            body = await in_thread(lambda: npy_bytes(sampler.sample_pixels(n, seed, INFERENCE_BATCH, truncation)))
+            body = await in_thread(lambda: npy_bytes(sampler.sample_pixels(n, seed, INFERENCE_BATCH, truncation,
+                                                                            label)))
             return Response(body, media_type=NPY_TYPE, headers=headers)
         body = await in_thread(lambda: png_bytes(make_grid(sampler.sample_pixels(n, seed, INFERENCE_BATCH,
-                                                                                 truncation))))
+                                                                                 truncation, label))))
         return Response(body, media_type="image/png", headers=headers)
 
-    async def read_noise(request: Request, content_type: str) -> np.ndarray:
-        """The request's noise as float32 [n, latent]. The body counts against the byte budget
-        until it is parsed, and is dropped when this returns: only the array lives on."""
+    async def read_noise(request: Request, content_type: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """The request's noise as float32 [n, latent], and a JSON body's labels (None without).
+        The body counts against the byte budget until it is parsed, and is dropped when this
+        returns: only the arrays live on."""
         async with budget_hold(budget) as hold:
             body = await read_body(request, MAX_BODY_BYTES, hold, limits.body_timeout)
             if content_type == NPY_TYPE:
-                return parse_npy_noise(body, sampler.latent_dim)
+                return parse_npy_noise(body, sampler.latent_dim), None
             # Parsed off the event loop, a few at a time: a 4 MB body becomes several times that.
-            return await anyio.to_thread.run_sync(parse_json_noise, body, sampler, limiter=json_limiter)
+            return await anyio.to_thread.run_sync(parse_json_request, body, sampler, limiter=json_limiter)
 
     async def generate(request: Request) -> Response:
         content_type = media_type(request.headers.get("content-type", ""))
         if content_type not in (JSON_TYPE, NPY_TYPE):
             raise BadRequest(f"Content-Type must be {JSON_TYPE} or {NPY_TYPE}, got {content_type[:60] or 'none'!r}",
                              415)
-        z = await read_noise(request, content_type)
-        pixels = await in_thread(generate_in_batches, sampler, z)
+        label = class_param(request.query_params, sampler)  # checked before the body is read
+        z, labels = await read_noise(request, content_type)
+        labels = generate_labels(sampler, len(z), label, labels)
+        pixels = await in_thread(generate_in_batches, sampler, z, labels)
         del z
         if wants_npy(request.headers.get("accept", ""), body_was_npy=content_type == NPY_TYPE):
             return Response(await in_thread(npy_bytes, pixels), media_type=NPY_TYPE)
@@ -242,6 +253,7 @@ def create_app(sampler: Sampler, limits: Limits | None = None) -> Starlette:
             Route("/v1/sample", sample, methods=["GET"]),
             Route("/v1/generate", generate, methods=["POST"]),
             *page_routes(sampler.model_path),
+            *v2_routes(sampler, name, limits=limits, budget=budget, limiter=limiter, json_limiter=json_limiter),
         ],
         exception_handlers={BadRequest: bad_request, ClientGone: client_gone, ModelOutputError: model_output,
                             DcganError: invalid_input, HTTPException: http_error, Exception: server_error},
@@ -260,6 +272,8 @@ def describe_model(sampler: Sampler) -> dict:
         "latent_dim": sampler.latent_dim,
         "image_shape": list(sampler.image_shape),
         "metadata": sampler.metadata,
+        "num_classes": sampler.num_classes,  # null: unconditional
+        "class_names": None if sampler.class_names is None else list(sampler.class_names),
         "limits": {"max_n": MAX_N, "max_body_bytes": MAX_BODY_BYTES},
     }
 
@@ -286,6 +300,28 @@ def truncation_param(params) -> float | None:
         return check_truncation(float(raw))
     except (ValueError, DcganError):
         raise BadRequest(f"truncation must be a finite number >= {MIN_TRUNCATION}, got {raw[:40]!r}") from None
+
+
+def class_param(params, sampler: Sampler) -> int | None:
+    """``class=K`` or ``class=NAME``: one class of a conditional model, as its index; or None."""
+    raw = params.get("class")
+    if raw is None:
+        return None
+    if sampler.classes is None:
+        raise BadRequest("class: this model is not class-conditional: it takes no class")
+    return sampler.classes.index(raw)
+
+
+def generate_labels(sampler: Sampler, n: int, label: int | None, labels) -> np.ndarray | None:
+    """The classes of /v1/generate's n images: ``class=`` in the query for all of them, or
+    ``"labels"`` in a JSON body, one each. A conditional model needs one of the two: a request's
+    own noise has no image index to cycle the classes by."""
+    if label is not None and labels is not None:
+        raise BadRequest('give class= in the query or "labels" in the body, not both')
+    if label is None and labels is None and sampler.classes is not None:
+        raise BadRequest('this model is class-conditional: give "labels" (one class per image) in a JSON body or '
+                         f"class= in the query (classes {sampler.classes.listing()})")
+    return labels if label is None else sampler.resolve_labels(label, n)
 
 
 def media_type(header: str) -> str:
@@ -329,11 +365,19 @@ async def read_body(request: Request, limit: int, hold: BodyHold, timeout: float
 
 
 def parse_json_noise(body: bytes, sampler: Sampler) -> np.ndarray:
-    """A JSON body ``{"z": [[...], ...]}`` as float32 [n, latent]. Refuses a body with more
-    values than the largest request holds before parsing it, since every value becomes a Python
-    object (~30 bytes for a number that took 2 in the body); the parsed list is dropped here."""
+    """A JSON body ``{"z": [[...], ...]}`` as float32 [n, latent] (any labels dropped)."""
+    return parse_json_request(body, sampler)[0]
+
+
+def parse_json_request(body: bytes, sampler: Sampler) -> tuple[np.ndarray, np.ndarray | None]:
+    """A JSON body ``{"z": [[...], ...]}`` as float32 [n, latent], with its ``"labels"`` (a
+    conditional model's classes: one for all, or one per vector) as int64 [n], or None. Refuses a
+    body with more values than the largest request holds before parsing it, since every value
+    becomes a Python object (~30 bytes for a number that took 2 in the body); the parsed lists are
+    dropped here."""
     max_values = MAX_N * sampler.latent_dim
-    if body.count(b",") > max_values + MAX_N + 16:  # a few commas of slack for other keys
+    slack = MAX_N + 16 + (MAX_N if sampler.classes is not None else 0)  # commas between vectors, other keys, labels
+    if body.count(b",") > max_values + slack:
         raise BadRequest(f"JSON body holds more than {max_values} values ({MAX_N} vectors of {sampler.latent_dim})")
     try:
         doc = json.loads(body)  # one str copy of the body, then the objects
@@ -342,13 +386,15 @@ def parse_json_noise(body: bytes, sampler: Sampler) -> np.ndarray:
     if not isinstance(doc, dict) or "z" not in doc:
         raise BadRequest('JSON body must be an object with key "z": a list of noise vectors')
     z = doc.pop("z")
+    labels = doc.pop("labels", None)
     del doc
     if not isinstance(z, list) or not z or not all(isinstance(row, list) for row in z):
         raise BadRequest('"z" must be a non-empty list of noise vectors (lists of numbers)')
     check_rows(len(z))
     if not all(type(x) in (int, float) for row in z for x in row):  # bool is not a number here
         raise BadRequest('"z" must hold numbers only')
-    return sampler.check_noise(z)
+    z = sampler.check_noise(z)
+    return z, None if labels is None else sampler.resolve_labels(labels, len(z))
 
 
 def parse_npy_noise(body: bytes, latent_dim: int) -> np.ndarray:
@@ -384,8 +430,10 @@ def check_rows(n: int) -> None:
         raise BadRequest(f"number of noise vectors must be between 1 and {MAX_N}, got {n}")
 
 
-def generate_in_batches(sampler: Sampler, z: np.ndarray) -> np.ndarray:
-    return np.concatenate([sampler.generate_pixels(z[i:i + INFERENCE_BATCH])
+def generate_in_batches(sampler: Sampler, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    if labels is None:
+        return np.concatenate([sampler.generate_pixels(z[i:i + INFERENCE_BATCH]) for i in range(0, len(z), INFERENCE_BATCH)])
+    return np.concatenate([sampler.generate_pixels(z[i:i + INFERENCE_BATCH], labels[i:i + INFERENCE_BATCH])
                            for i in range(0, len(z), INFERENCE_BATCH)])
 
 
@@ -403,11 +451,12 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def run(sampler: Sampler, sock: socket.socket, log_level: str = "info", limits: Limits | None = None) -> None:
+def run(sampler: Sampler, sock: socket.socket, log_level: str = "info", limits: Limits | None = None,
+        name: str = "dcgan") -> None:
     """Serve on ``sock`` (from ``listen_socket``) until interrupted (uvicorn handles SIGINT and
     SIGTERM with a graceful shutdown). ``limits``: default ``Limits.from_env()``."""
     limits = limits or Limits.from_env()
-    config = uvicorn.Config(create_app(sampler, limits), log_level=log_level, server_header=False,
+    config = uvicorn.Config(create_app(sampler, limits, name), log_level=log_level, server_header=False,
                             access_log=log_level in ("debug", "trace", "info"), ws="none",
                             http=guarded_protocol(limits), h11_max_incomplete_event_size=MAX_HEAD_BYTES)
     bound_host, bound_port = sock.getsockname()[:2]

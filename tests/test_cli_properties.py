@@ -45,7 +45,7 @@ COMMANDS = ("train", "export", "sample", "eval", "serve", "classifier")
 # The codes each command may exit with: 0 done, 2 refused input; export's parity gate exits 1.
 ALLOWED_CODES = {name: {0, 2} for name in COMMANDS} | {"export": {0, 1, 2}}
 # Options that write where they point: only ever given paths inside the example's temp directory.
-WRITES = {"out", "out_dir", "resume"}
+WRITES = {"out", "out_dir", "resume", "triton_repo"}
 
 
 def settings_for(examples: int):

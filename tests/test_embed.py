@@ -151,3 +151,49 @@ def test_node_bad_seed_options_are_one_line_errors(tiny_generator_onnx, tmp_path
     result = run_node(tiny_generator_onnx, *args, tmp_path / "out.npy")
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert result.stderr.strip().count("\n") == 0 and not (tmp_path / "out.npy").exists()
+
+
+# --- class-conditional models: labels pass through --------------------------------------------------
+
+CLASSES = ["cat", "dog", "bird"]
+
+
+@pytest.fixture
+def conditional(tmp_path):
+    return make_tiny_generator(tmp_path / "cond.onnx", latent_dim=24, shape=(16, 16, 1), class_names=CLASSES)
+
+
+def test_python_example_samples_a_conditional_model(conditional, tmp_path):
+    result = run_python_example(conditional, tmp_path)
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "pixels.npy"), Sampler(conditional).sample_pixels(16, seed=0))
+
+
+@needs_node
+@pytest.mark.parametrize("label, labels", [("dog", 1), ("2", 2), (None, None)], ids=["name", "index", "cycled"])
+def test_node_passes_the_class_through(conditional, tmp_path, label, labels):
+    extra = [] if label is None else ["--class", label]
+    result = run_node(conditional, "--seed", 9, "--n", 7, "--truncation", "0.8", *extra, tmp_path / "node.npy")
+    assert result.returncode == 0, result.stderr
+    sampler = Sampler(conditional)
+    expected = sampler.sample_pixels(7, seed=9, truncation=0.8, labels=labels)  # None: image i is class i % K
+    np.testing.assert_array_equal(np.load(tmp_path / "node.npy"), expected)
+    np.save(tmp_path / "noise.npy", sampler.noise(5, seed=4))
+    result = run_node(conditional, tmp_path / "noise.npy", *extra, tmp_path / "node.npy")
+    assert result.returncode == 0, result.stderr
+    expected = sampler.generate_pixels(sampler.noise(5, seed=4), sampler.cycle_labels(5) if labels is None else labels)
+    np.testing.assert_array_equal(np.load(tmp_path / "node.npy"), expected)
+
+
+@needs_node
+@pytest.mark.parametrize("which, label, message", [
+    ("conditional", "cow", "--class: unknown class \"cow\": this model's classes are 0-2: 'cat', 'dog', 'bird'"),
+    ("conditional", "3", "--class: class 3 is out of range"),
+    ("conditional", "-1", "--class: unknown class \"-1\""),
+    ("plain", "1", "--class: this model is not class-conditional"),
+])
+def test_node_bad_class_is_a_one_line_error(conditional, tiny_generator_onnx, tmp_path, which, label, message):
+    model = conditional if which == "conditional" else tiny_generator_onnx
+    result = run_node(model, "--seed", 1, "--class", label, tmp_path / "out.npy")
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and not (tmp_path / "out.npy").exists()

@@ -366,3 +366,106 @@ def test_eval_refuses_a_model_of_another_shape_even_with_any_data(tmp_path):
     model = make_tiny_generator(tmp_path / "rgb.onnx", shape=(32, 32, 3))
     with pytest.raises(DcganError, match="makes 32x32x3 images; the classifier .* takes 28x28x1: train one on the model.s data"):
         evaluate.evaluate_generator(model, n=10, any_data=True)
+
+
+# -- class-conditional models: per-class accuracy ---------------------------------------------------
+
+
+def digit_table_generator(path, digits: np.ndarray, names: list[str], dataset: str = "mnist-8k"):
+    """A conditional generator whose image for class k is ``digits[k]`` (float [-1, 1], 28x28),
+    barely moved by the noise: clip(digits[labels] + 0.01 * z @ W, -1, 1)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(digits.reshape(len(digits), -1).astype(np.float32), "E"),
+             numpy_helper.from_array((rng.standard_normal((8, 784)) * 0.01).astype(np.float32), "W"),
+             numpy_helper.from_array(np.array([-1, 28, 28, 1], np.int64), "shape"),
+             numpy_helper.from_array(np.array(-1, np.float32), "lo"), numpy_helper.from_array(np.array(1, np.float32), "hi")]
+    nodes = [helper.make_node("Gather", ["E", "labels"], ["e"]), helper.make_node("MatMul", ["z", "W"], ["h"]),
+             helper.make_node("Add", ["e", "h"], ["s"]), helper.make_node("Clip", ["s", "lo", "hi"], ["c"]),
+             helper.make_node("Reshape", ["c", "shape"], ["images"])]
+    graph = helper.make_graph(nodes, "digit_table", [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 8]),
+                                                     helper.make_tensor_value_info("labels", TensorProto.INT64, ["N"])],
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 28, 28, 1])],
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, {"latent_dim": "8", "class_names": json.dumps(names), "dataset": dataset})
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+@pytest.fixture(scope="module")
+def one_digit_each(evaluator, heldout):
+    """For each digit k, a held-out image of k that the classifier calls k."""
+    predicted = evaluator.classify(to_images(heldout.images))[0].argmax(axis=1)
+    return np.stack([to_images(heldout.images[(heldout.labels == k) & (predicted == k)][:1])[0] for k in range(10)])
+
+
+def test_per_class_accuracy_counts_each_drawn_class():
+    probs = np.eye(3)[[0, 1, 1, 2, 0, 0]]  # predicted: 0 1 1 2 0 0
+    labels = np.array([0, 1, 2, 2, 1, 0])  # drawn as:  0 1 2 2 1 0
+    assert evaluate.per_class_accuracy(probs, labels, 4) == [1.0, 0.5, 0.5, None]
+
+
+def test_a_conditional_digit_model_gets_per_class_accuracy(tmp_path, evaluator, one_digit_each):
+    digits = [str(k) for k in range(10)]
+    right = digit_table_generator(tmp_path / "right.onnx", one_digit_each, digits)
+    report = evaluate.evaluate_generator(right, n=55, seed=2, evaluator=evaluator, batch_size=20)
+    assert report["class_accuracy"] == [1.0] * 10 and report["min_class_accuracy"] == 1.0
+    assert "class_accuracy_skipped" not in report
+    assert max(report["class_shares"]) - min(report["class_shares"]) < 0.03  # classes cycle: 6 or 5 each
+    # every class drawn as the next one: none is what it was asked to be
+    shifted = digit_table_generator(tmp_path / "shifted.onnx", np.roll(one_digit_each, -1, axis=0), digits)
+    report = evaluate.evaluate_generator(shifted, n=30, seed=2, evaluator=evaluator)
+    assert report["class_accuracy"] == [0.0] * 10 and report["min_class_accuracy"] == 0.0
+    table = evaluate.format_report(report)
+    assert "class accuracy (samples drawn as a class that the classifier calls it):" in table
+    assert "lowest class accuracy  0.0%" in table
+
+
+def test_per_class_accuracy_is_the_classifiers_verdict_on_the_same_samples(tmp_path, evaluator):
+    import onnx
+
+    from dcgan_export.runtime import Sampler
+
+    model = make_tiny_generator(tmp_path / "cond.onnx", latent_dim=12, class_names=[str(k) for k in range(10)])
+    proto = onnx.load(str(model))
+    onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props}, "dataset": "mnist-8k"})
+    model.write_bytes(proto.SerializeToString())
+    report = evaluate.evaluate_generator(model, n=47, seed=9, batch_size=10, evaluator=evaluator)
+    sampler = Sampler(model)
+    labels = np.arange(47) % 10
+    predicted = evaluator.classify(sampler.sample(47, seed=9, labels=labels))[0].argmax(axis=1)
+    expected = [float((predicted[labels == k] == k).mean()) for k in range(10)]
+    assert report["class_accuracy"] == expected and report["min_class_accuracy"] == min(expected)
+    assert all(0.0 <= a <= 1.0 for a in report["class_accuracy"])
+    json.dumps(report, allow_nan=False)  # plain JSON for --json
+
+
+def test_per_class_accuracy_is_skipped_where_it_means_nothing(tmp_path, evaluator, one_digit_each,
+                                                             tiny_generator_onnx):
+    letters = digit_table_generator(tmp_path / "letters.onnx", one_digit_each, list("abcdefghij"))
+    report = evaluate.evaluate_generator(letters, n=20, evaluator=evaluator)
+    assert report["class_accuracy"] is None and report["min_class_accuracy"] is None
+    assert "the model's classes (a, b, c, d, e, ... (10 in all)) are not the classifier's (0, 1, 2" in \
+        report["class_accuracy_skipped"]
+    assert "class accuracy: not measured: the model's classes" in evaluate.format_report(report)
+    clothes = digit_table_generator(tmp_path / "clothes.onnx", one_digit_each, [str(k) for k in range(10)],
+                                    dataset="fashion-mnist")
+    report = evaluate.evaluate_generator(clothes, n=20, evaluator=evaluator, any_data=True)
+    assert report["class_accuracy"] is None
+    assert report["class_accuracy_skipped"] == "the model was trained on other data than the classifier"
+    plain = evaluate.evaluate_generator(tiny_generator_onnx, n=20, evaluator=evaluator)  # unconditional: as before
+    assert not {"class_accuracy", "min_class_accuracy", "class_accuracy_skipped"} & set(plain)
+    assert "class accuracy" not in evaluate.format_report(plain)
+
+
+def test_cli_eval_json_reports_per_class_accuracy(tmp_path, one_digit_each, capsys):
+    from helpers import dcgan_in_process
+
+    model = digit_table_generator(tmp_path / "right.onnx", one_digit_each, [str(k) for k in range(10)])
+    code, out, err = dcgan_in_process("eval", str(model), "--n", "20", "--json", capsys=capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["class_accuracy"] == [1.0] * 10 and report["min_class_accuracy"] == 1.0

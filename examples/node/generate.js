@@ -2,8 +2,8 @@
 // Generate digits from the dcgan ONNX generator in Node.js with onnxruntime-node.
 //
 //   npm ci --ignore-scripts            (once, in examples/node)
-//   node generate.js MODEL.onnx --seed S [--n N] [--truncation PSI] OUT.(npy|json)
-//   node generate.js MODEL.onnx NOISE.(npy|json) OUT.(npy|json)
+//   node generate.js MODEL.onnx --seed S [--n N] [--truncation PSI] [--class K] OUT.(npy|json)
+//   node generate.js MODEL.onnx NOISE.(npy|json) [--class K] OUT.(npy|json)
 //
 // --seed: image i of seed S is the image Python's `dcgan sample --seed S` makes (the noise comes
 // from ../web/noise.js, bit for bit Python's; N defaults to 25). Loading and running the model is
@@ -13,6 +13,8 @@
 // "pixels"} like the service. The generator's contract: input `z` [N, latent] float32; outputs
 // `images` float32 [N, H, W, C] in [-1, 1] and `pixels` uint8 = round((images + 1) * 127.5),
 // [N, H, W] for C = 1, [N, H, W, 3] for C = 3 (the shipped digit model: 28 x 28 x 1).
+// --class K: a class-conditional model's class (an index, or a name from its class_names) for
+// every image; without it image i is class i % K, as in `dcgan sample`.
 'use strict';
 
 const fs = require('fs');
@@ -112,13 +114,19 @@ async function openGenerator(modelPath) {
   return generatorPromise;
 }
 
-async function generate(modelPath, noise) {
+async function generate(modelPath, noise, label = null) {
   const generator = await openGenerator(modelPath);
   if (noise.dims[1] !== generator.latentDim) {
     throw new UsageError(`the model takes noise of shape (n, ${generator.latentDim}), got (${noise.dims})`);
   }
+  let labels;
   try {
-    return await generator.pixels(noise.data);
+    labels = generator.labelsFor(noise.dims[0], label);
+  } catch (err) {
+    throw new UsageError(`--class: ${err.message}`);
+  }
+  try {
+    return await generator.pixels(noise.data, labels);
   } catch (err) {
     throw new UsageError(err.message);
   }
@@ -145,14 +153,15 @@ function pixelsJson({ dims, data }) {
   return JSON.stringify({ shape: dims, dtype: 'uint8', pixels: nest(0, 0) });
 }
 
-const USAGE = 'usage: node generate.js MODEL.onnx (--seed S [--n N] [--truncation PSI] | NOISE.(npy|json)) OUT.(npy|json)';
+const USAGE = 'usage: node generate.js MODEL.onnx (--seed S [--n N] [--truncation PSI] | NOISE.(npy|json)) ' +
+  '[--class K] OUT.(npy|json)';
 
 function parseArgs(argv) {
   const options = {};
   const positional = [];
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
-    if (['--seed', '--n', '--truncation'].includes(flag)) {
+    if (['--seed', '--n', '--truncation', '--class'].includes(flag)) {
       if (i + 1 >= argv.length) throw new UsageError(`${flag} needs a value`);
       options[flag.slice(2)] = argv[++i];
     } else if (flag.startsWith('--')) {
@@ -188,7 +197,7 @@ async function main(argv) {
   } else {
     noise = readNoise(positional[1]);
   }
-  const pixels = await generate(model, noise);
+  const pixels = await generate(model, noise, options.class === undefined ? null : options.class);
   writeAtomically(out, out.endsWith('.json') ? pixelsJson(pixels) : npyBytes(pixels.data, pixels.dims));
   const kind = pixels.dims.length === 4 ? 'RGB' : 'grey';
   console.log(`Wrote ${out}: ${pixels.dims[0]} ${kind} images of ${pixels.dims[1]}x${pixels.dims[2]} uint8 pixels`);

@@ -218,11 +218,36 @@ export class Generator {
     return imageNoise(seed, start, n, this.latentDim, truncation);
   }
 
-  labelsFor(n, label) {
-    if (!this.hasLabels) return null;
-    const k = Number(label);
-    if (!Number.isInteger(k) || k < 0) throw new Error('this model is class-conditional: pick a class');
+  /** The class of each of n images (null for an unconditional model): `label` (an index or a
+   * name) for all of them, or, when null, image start + i is class (start + i) % K, as in Python's
+   * Sampler.sample. */
+  labelsFor(n, label, start = 0) {
+    if (!this.hasLabels) {
+      if (label !== null && label !== undefined) throw new Error('this model is not class-conditional: it takes no class');
+      return null;
+    }
+    if (label === null || label === undefined) {
+      if (!this.classNames) throw new Error('this model is class-conditional: pick a class');
+      return Array.from({ length: n }, (_, i) => (start + i) % this.classNames.length);
+    }
+    const k = this.classIndex(label);
     return Array.from({ length: n }, () => k);
+  }
+
+  /** One class as its index: a name from class_names, or an index (a number, or decimal text that
+   * is no name) below their count; throws a one-line Error, as dcgan_export/classes.py does. */
+  classIndex(label) {
+    const names = this.classNames || [];
+    if (typeof label === 'string' && names.includes(label)) return names.indexOf(label);
+    const k = typeof label === 'string' && /^[0-9]+$/.test(label) ? Number(label) : label;
+    if (!Number.isInteger(k) || k < 0 || (this.classNames && k >= names.length)) {
+      const shown = names.slice(0, 8).map((name) => `'${name.slice(0, 30)}'`).join(', ');
+      const more = names.length > 8 ? `, ... (${names.length} in all)` : '';
+      const what = Number.isInteger(k) && k >= 0 ? `class ${k} is out of range`
+        : `unknown class ${JSON.stringify(String(label).slice(0, 40))}`;
+      throw new Error(`${what}: this model's classes are ${names.length ? `0-${names.length - 1}: ${shown}${more}` : 'unnamed'}`);
+    }
+    return k;
   }
 
   /** Images 0 .. n - 1 of a seed: the ones `dcgan sample --seed` makes. */

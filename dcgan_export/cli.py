@@ -78,7 +78,7 @@ def export_command(src: str, out: str, optimize: bool, atol: float, triton_repo:
 @cli.command()
 @click.option("--n", "n", type=int, default=None, help="Number of images [default: 25, or the rows of --noise].")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Output file: a grid .png, a .npy (uint8 [n, H, W] or [n, H, W, 3]), or a .gif walk.")
+              help="Output file: a grid .png, a .npy (uint8 [n, H, W] or [n, H, W, 3]), or a .gif (or .mp4, with ffmpeg) walk.")
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None, help="Write one PNG per image here instead.")
 @click.option("--model", type=click.Path(), default=None,
               help="ONNX generator, or a run directory [default: the shipped generator].")
@@ -94,8 +94,8 @@ def export_command(src: str, out: str, optimize: bool, atol: float, triton_repo:
 @click.option("--truncation", type=float, default=None, metavar="PSI",
               help="Redraw noise components beyond +-PSI (e.g. 0.7): plainer, surer images.")
 @click.option("--interpolate", default=None, metavar="SEED_A,SEED_B[,...]",
-              help="Write an animated GIF walking between the seeds' noise (--n walks side by side).")
-@click.option("--frames", type=int, default=16, show_default=True, help="GIF frames from one seed to the next.")
+              help="Write an animated GIF (or MP4) walking between the seeds' noise (--n walks side by side).")
+@click.option("--frames", type=int, default=16, show_default=True, help="Frames from one seed to the next.")
 @click.option("--class", "label", default=None, metavar="K|NAME|all",
               help="Class-conditional models: one class (an index or a name), or 'all' for one row of --n "
                    "[default 10] per class [default: image i is class i % K].")

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .atomic import atomic_open
+from .atomic import atomic_open, atomic_path
 
 
 def make_grid(pixels: np.ndarray, nrow: int | None = None, padding: int = 2) -> np.ndarray:
@@ -65,3 +65,39 @@ def write_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], duration_ms
     images = [Image.fromarray(np.ascontiguousarray(f, dtype=np.uint8)) for f in frames]
     with atomic_open(path, "wb") as f:
         images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+
+
+def ffmpeg_path() -> str:
+    """The ffmpeg an MP4 is encoded with, or a one-line DcganError saying how to get one."""
+    import shutil
+
+    from .errors import DcganError
+
+    found = shutil.which("ffmpeg")
+    if found is None:
+        raise DcganError("an .mp4 needs ffmpeg on PATH (apt-get install ffmpeg, brew install ffmpeg); "
+                         "or write an animated .gif")
+    return found
+
+
+def write_mp4(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: float = 12.5) -> None:
+    """An H.264 MP4 (yuv420p, what every player takes) of equally sized uint8 frames, grey or RGB,
+    encoded by ffmpeg; frames are padded with black to even sides, which yuv420p needs."""
+    import subprocess
+
+    from .errors import DcganError
+
+    ffmpeg = ffmpeg_path()
+    rgb = [np.repeat(f[..., None], 3, axis=-1) if f.ndim == 2 else f for f in frames]
+    h, w = rgb[0].shape[:2]
+    padded = [np.pad(f, ((0, h % 2), (0, w % 2), (0, 0))) for f in rgb]
+    with atomic_path(path, suffix=".mp4") as tmp:
+        command = [ffmpeg, "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                   "-s", f"{w + w % 2}x{h + h % 2}", "-r", f"{fps:g}", "-i", "-",
+                   "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-movflags", "+faststart", str(tmp)]
+        result = subprocess.run(command, input=b"".join(np.ascontiguousarray(f, np.uint8).tobytes() for f in padded),
+                                capture_output=True)
+        if result.returncode != 0:
+            why = (result.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
+            raise DcganError(f"ffmpeg could not write {path}: {why[:200]}")
+

@@ -20,7 +20,7 @@ import numpy as np
 from .atomic import atomic_open
 from .contract import check_float_array
 from .errors import DcganError
-from .images import make_grid, png_bytes, upscale, write_gif, write_png
+from .images import ffmpeg_path, make_grid, png_bytes, upscale, write_gif, write_mp4, write_png
 from .paths import check_output_file, check_writable_dir, existing_ancestor
 from .progress import counted
 from .noise import check_truncation
@@ -152,14 +152,18 @@ def grid_bytes(n: int, nrow: int | None, shape: tuple, scale: int) -> int:
 
 
 def _run_walk(req: SampleRequest) -> str:
-    """--interpolate: an animated GIF whose frames walk from seed to seed (``--n`` walks side by side)."""
+    """--interpolate: an animated GIF (or an MP4, where ffmpeg is installed) whose frames walk from
+    seed to seed (``--n`` walks side by side)."""
     from .interpolation import parse_seeds, walk_noise
 
     seeds = parse_seeds(req.interpolate)
     if req.noise is not None or req.seed is not None or req.out_dir is not None:
         raise DcganError("--interpolate takes its seeds itself: not with --seed, --noise or --out-dir")
-    if not req.out or Path(req.out).suffix.lower() != ".gif" or req.fmt is not None:
-        raise DcganError("--interpolate writes an animated GIF: --out NAME.gif (and no --format)")
+    if not req.out or Path(req.out).suffix.lower() not in (".gif", ".mp4") or req.fmt is not None:
+        raise DcganError("--interpolate writes an animated GIF or an MP4: --out NAME.gif or NAME.mp4 (and no --format)")
+    video = Path(req.out).suffix.lower() == ".mp4"
+    if video:
+        ffmpeg_path()  # before any work
     walks = 1 if req.n is None else req.n
     if not 1 <= walks <= 64:
         raise DcganError(f"--n (walks side by side) must be between 1 and 64 with --interpolate, got {walks}")
@@ -181,7 +185,7 @@ def _run_walk(req: SampleRequest) -> str:
     frames = [upscale(make_grid(sampler.generate_pixels(np.tile(z, (rows, 1)), labels), nrow=req.nrow or walks,
                                 padding=2), req.scale)
               for z in walk_noise(sampler, seeds, req.frames, walks, req.truncation)]
-    write_gif(req.out, frames, duration_ms=80)
+    write_mp4(req.out, frames, fps=12.5) if video else write_gif(req.out, frames, duration_ms=80)
     held = ("" if label is None else ", a row per class" if label == ALL_CLASSES
             else f", class {sampler.class_names[label]!r}")
     return (f"Wrote {req.out}: {len(frames)} frames, {walks} walk{'s' * (walks > 1)} through seeds "

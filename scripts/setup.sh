@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything on a fresh machine: .venv with the pinned, known-good versions (training,
 # serving and test extras), the Node.js and web examples' packages, and (as root on Debian) the
-# chromium the browser test drives. Safe to re-run.
+# chromium the browser test drives and ffmpeg for MP4 walks. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -c 'import sys; assert sys.version_info >= (3, 10)' 2>/dev/null \
@@ -21,14 +21,18 @@ if command -v npm >/dev/null 2>&1; then
 else
   echo "npm not found: skipping examples/node and examples/web (their tests will be skipped)" >&2
 fi
-# The browser test drives Debian's chromium (Playwright's own browser download needs the internet).
-if ! command -v chromium >/dev/null 2>&1; then
+# The browser test drives Debian's chromium (Playwright's own browser download needs the internet);
+# ffmpeg encodes `dcgan sample --interpolate --out walk.mp4` (optional: its test skips without it).
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    step "installing Debian's chromium for the browser test (apt-get; a minute or two)"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
-      >/dev/null || echo "setup: apt-get install chromium failed: the browser test will be skipped" >&2
+    step "installing Debian's ${missing[*]} for the browser and MP4 tests (apt-get; a minute or two)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } \
+      >/dev/null || echo "setup: apt-get install ${missing[*]} failed: their tests will be skipped" >&2
   else
-    echo "chromium not found (as root: apt-get install chromium): the browser test will be skipped" >&2
+    echo "${missing[*]} not found (as root: apt-get install ${missing[*]}): their tests will be skipped" >&2
   fi
 fi
 step "done: .venv/bin/dcgan is ready"

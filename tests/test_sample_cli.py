@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 
@@ -303,3 +305,26 @@ def test_a_walk_between_seeds_is_an_animated_gif(tmp_path, model, capsys):
                          capsys=capsys)
     assert code == 2 and "--out NAME.gif" in err
     assert not (tmp_path / "w.gif").exists() and not (tmp_path / "w.png").exists()
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None, reason="ffmpeg not installed")
+def test_a_walk_can_be_an_mp4_where_ffmpeg_is_installed(tmp_path, model, capsys):
+    out = tmp_path / "walk.mp4"
+    code, stdout, err = dcgan("sample", "--model", model, "--interpolate", "3,7", "--frames", "6", "--n", "3",
+                              "--scale", "1", "--out", str(out), capsys=capsys)
+    assert code == 0 and "7 frames" in stdout, err
+    probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+                            "stream=codec_name,width,height,nb_read_frames,pix_fmt", "-of", "json", str(out)],
+                           capture_output=True, text=True, check=True)
+    stream = json.loads(probe.stdout)["streams"][0]
+    # 3 walks of 30 px with 2 px padding: 92 x 32, padded to even sides (already even)
+    assert (stream["codec_name"], stream["pix_fmt"], stream["width"], stream["height"]) == ("h264", "yuv420p", 92, 32)
+    assert int(stream["nb_read_frames"]) == 7
+
+
+def test_an_mp4_without_ffmpeg_is_one_line_and_writes_nothing(tmp_path, model, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    out = tmp_path / "walk.mp4"
+    code, _, err = dcgan("sample", "--model", model, "--interpolate", "3,7", "--out", str(out), capsys=capsys)
+    assert code == 2 and "needs ffmpeg" in err and err.strip().count("\n") == 0
+    assert not out.exists()

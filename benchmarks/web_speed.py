@@ -12,7 +12,6 @@ scripts/setup.sh's extras: Debian's chromium, playwright, and `npm ci` in exampl
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import subprocess
@@ -95,10 +94,7 @@ def main() -> None:
     from machine import cpu_description
     from playwright.sync_api import sync_playwright
 
-    spec = importlib.util.spec_from_file_location("serve_load", ROOT / "benchmarks" / "serve_load.py")
-    serve_load = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = serve_load
-    spec.loader.exec_module(serve_load)
+    import serve_load  # benchmarks/serve_load.py
 
     results: dict[str, list[dict]] = {}
     with serve_load.serve_subprocess(model) as base, sync_playwright() as playwright:

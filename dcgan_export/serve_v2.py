@@ -205,16 +205,9 @@ def noise_input(inputs: dict[str, Tensor]) -> str:
 
 def parse_inputs(items, binary: memoryview, inputs: dict[str, Tensor]) -> dict[str, np.ndarray]:
     """Every input of the model, from JSON ``data`` or its share of the binary data, in order."""
-    if not isinstance(items, list) or not items or not all(isinstance(item, dict) for item in items):
-        raise BadRequest('"inputs" must be a non-empty list of tensors ({"name", "shape", "datatype", "data"})')
     expected = ", ".join(inputs)
     arrays, offset = {}, 0
-    for item in items:
-        name = item.get("name")
-        if not isinstance(name, str) or name not in inputs:
-            raise BadRequest(f"unknown input {str(name)[:60]!r}: this model's inputs are {expected}")
-        if name in arrays:
-            raise BadRequest(f"input {name!r} is given twice")
+    for name, item in named_items(items, inputs, "input", '{"name", "shape", "datatype", "data"}'):
         tensor = inputs[name]
         datatype = item.get("datatype")
         if datatype not in tensor.accepts:
@@ -243,6 +236,21 @@ def parse_inputs(items, binary: memoryview, inputs: dict[str, Tensor]) -> dict[s
     if missing:
         raise BadRequest(f"missing input(s) {', '.join(missing)}: this model's inputs are {expected}")
     return arrays
+
+
+def named_items(items, known: dict[str, Tensor], kind: str, form: str):
+    """(name, item) of a request's "inputs" or "outputs" list: each names one of ``known``, once."""
+    if not isinstance(items, list) or not items or not all(isinstance(item, dict) for item in items):
+        raise BadRequest(f'"{kind}s" must be a non-empty list of {form}')
+    seen = set()
+    for item in items:
+        name = item.get("name")
+        if not isinstance(name, str) or name not in known:
+            raise BadRequest(f"unknown {kind} {str(name)[:60]!r}: this model's {kind}s are {', '.join(known)}")
+        if name in seen:
+            raise BadRequest(f"{kind} {name!r} is given twice")
+        seen.add(name)
+        yield name, item
 
 
 def check_shape(shape, tensor: Tensor) -> list[int]:
@@ -286,16 +294,8 @@ def parse_outputs(items, binary_default: bool, outputs: dict[str, Tensor]) -> li
     """The outputs asked for, in order, each with whether it goes back binary; all when none is named."""
     if items is None:
         return [(tensor, binary_default) for tensor in outputs.values()]
-    if not isinstance(items, list) or not items or not all(isinstance(item, dict) for item in items):
-        raise BadRequest('"outputs" must be a non-empty list of {"name": ...}')
-    wanted, seen = [], set()
-    for item in items:
-        name = item.get("name")
-        if not isinstance(name, str) or name not in outputs:
-            raise BadRequest(f"unknown output {str(name)[:60]!r}: this model's outputs are {', '.join(outputs)}")
-        if name in seen:
-            raise BadRequest(f"output {name!r} is asked for twice")
-        seen.add(name)
+    wanted = []
+    for name, item in named_items(items, outputs, "output", '{"name": ...}'):
         params = parameters(item, f"output {name!r}")
         if params.get("class_count"):
             raise BadRequest("the classification extension is not supported")

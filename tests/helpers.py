@@ -138,3 +138,15 @@ def press_ctrl_c_at(monkeypatch, iteration):
 
     monkeypatch.setattr(LossLog, "on_iteration_end", interrupt)
     return lambda: monkeypatch.setattr(LossLog, "on_iteration_end", log_row)
+
+
+def load_benchmark():
+    """benchmarks/serve_load.py as a module: it starts real ``dcgan serve`` processes for tests."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("serve_load", ROOT / "benchmarks" / "serve_load.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+

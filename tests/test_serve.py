@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import select
@@ -24,20 +23,12 @@ with warnings.catch_warnings():  # starlette 1.x prefers httpx2 for its TestClie
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient  # noqa: E402
 
-from helpers import ROOT, make_tiny_generator, run_dcgan  # noqa: E402
+from helpers import ROOT, load_benchmark, make_tiny_generator, run_dcgan  # noqa: E402
 from dcgan_export.images import make_grid  # noqa: E402
 from dcgan_export.runtime import Sampler  # noqa: E402
 from dcgan_export.serve import MAX_BODY_BYTES, MAX_N, create_app  # noqa: E402
 
 NPY = "application/x-npy"
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("serve_load", ROOT / "benchmarks" / "serve_load.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ with warnings.catch_warnings():  # starlette 1.x prefers httpx2 for its TestClie
     from starlette.testclient import TestClient  # noqa: E402
 
 from helpers import ROOT, make_tiny_generator, run_dcgan  # noqa: E402
-from test_serve import load_benchmark  # noqa: E402
+from helpers import load_benchmark  # noqa: E402
 from dcgan_export.errors import DcganError  # noqa: E402
 from dcgan_export.runtime import Sampler  # noqa: E402
 from dcgan_export.serve import MAX_BODY_BYTES, MAX_N, create_app  # noqa: E402

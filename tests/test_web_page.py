@@ -11,7 +11,6 @@ import base64
 import importlib.util
 import io
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from dcgan_export.images import make_grid, upscale
 from dcgan_export.noise import noise
 from dcgan_export.runtime import Sampler, default_model_path
 from dcgan_export.serve_page import CONTENT_SECURITY_POLICY, ORT_DIST, ORT_FILES
-from helpers import make_tiny_generator
+from helpers import load_benchmark, make_tiny_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -34,14 +33,6 @@ pytestmark = [
     pytest.mark.skipif(not (ROOT / "examples/web" / ORT_DIST / ORT_FILES[0]).is_file(),
                        reason="onnxruntime-web not installed (npm ci in examples/web)"),
 ]
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("serve_load", ROOT / "benchmarks" / "serve_load.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ and JavaScript (examples/web/noise.js in Node), best of ``--rounds``, in one run
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys

@@ -98,6 +98,28 @@ class Classes:
             return arr.astype(np.int64)
         return np.fromiter((self.index(label) for label in labels), np.int64, count=n)
 
+    def weights(self, weights, n: int) -> np.ndarray:
+        """float32 [n, K] class weights: one row [K] for every image or one per image [n, K], each
+        finite, non-negative and summing to 1 (to within 1e-4), or a one-line DcganError."""
+        try:
+            arr = np.asarray(weights, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DcganError(f"class weights must be numbers, [K] or [n, K], got {_show(weights)}") from None
+        k = len(self)
+        if arr.ndim == 1 and arr.shape == (k,):
+            arr = np.broadcast_to(arr, (n, k))
+        if arr.shape != (n, k):
+            raise DcganError(f"class weights must be [{k}] (for every image) or [{n}, {k}] (one row per image), "
+                             f"got shape {list(arr.shape)}")
+        if not np.isfinite(arr).all() or (arr < 0).any():
+            raise DcganError("class weights must be finite and non-negative")
+        sums = arr.sum(axis=1)
+        bad = np.abs(sums - 1) > 1e-4
+        if bad.any():
+            raise DcganError(f"each row of class weights must sum to 1: row {int(np.argmax(bad))} sums to "
+                             f"{float(sums[bad][0]):.6g}")
+        return arr.astype(np.float32)
+
     def cycle(self, n: int, start: int = 0) -> np.ndarray:
         """The classes of images start .. start+n-1 when none is chosen: image i is class i % K."""
         return (np.arange(start, start + n, dtype=np.int64)) % len(self)

@@ -97,8 +97,9 @@ def export_command(src: str, out: str, optimize: bool, atol: float, triton_repo:
               help="Write an animated GIF (or MP4) walking between the seeds' noise (--n walks side by side).")
 @click.option("--frames", type=int, default=16, show_default=True, help="Frames from one seed to the next.")
 @click.option("--class", "label", default=None, metavar="K|NAME|all",
-              help="Class-conditional models: one class (an index or a name), or 'all' for one row of --n "
-                   "[default 10] per class [default: image i is class i % K].")
+              help="Class-conditional models: one class (an index or a name), 'all' for one row of --n "
+                   "[default 10] per class, or with --interpolate one class per seed (3,8: a 3 morphing into "
+                   "an 8) [default: image i is class i % K].")
 def sample(n, out, out_dir, model, seed, noise, nrow, fmt, batch_size, threads, scale, truncation, interpolate,
            frames, label) -> None:
     """Sample images from an ONNX generator (no TensorFlow): a grid PNG, a .npy, one PNG each, or

@@ -9,6 +9,10 @@ Generator (H = W, one of IMAGE_SIZES; C = 1 or 3; the shipped digit models are 2
     input   z       float32 [N, latent]      standard normal noise
     input   labels  int64   [N]              class-conditional models only: each image's class,
                                              0 .. K-1, named by the metadata's class_names
+    input   class_offsets float32 [N, K]     conditional models, optional (zeros when not fed):
+                                             added to one_hot(labels), the class vector the
+                                             network reads; a blend w of classes is fed as
+                                             labels = argmax(w), class_offsets = w - one_hot(labels)
     output  images  float32 [N, H, W, C]     NHWC, in [-1, 1]
     output  pixels  uint8   [N, H, W]        to_pixels(images), for C = 1
                     uint8   [N, H, W, 3]     for C = 3
@@ -30,6 +34,7 @@ from .errors import DcganError
 
 LATENT_INPUT = "z"
 LABELS_INPUT = "labels"  # conditional generators only (dcgan train --conditional)
+CLASS_OFFSETS_INPUT = "class_offsets"  # conditional, optional: blends of classes (docs/export.md)
 IMAGES_OUTPUT = "images"
 PIXELS_OUTPUT = "pixels"
 BATCH_DIM = "N"
@@ -75,6 +80,17 @@ def to_images(pixels: np.ndarray) -> np.ndarray:
     the inverse of ``to_pixels``, so real images and samples reach a network scaled identically."""
     scaled = (np.asarray(pixels, dtype=np.float32) - 127.5) / 127.5
     return scaled[..., None] if scaled.ndim == 3 else scaled
+
+
+def split_class_weights(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class weights float [n, K] -> (``labels`` int64 [n], ``class_offsets`` float32 [n, K]): the
+    largest weight's class, and what to add to its one-hot. A one-hot row gives zero offsets, so
+    it runs exactly as its label alone."""
+    weights = np.asarray(weights, np.float32)
+    labels = np.argmax(weights, axis=1).astype(np.int64)
+    offsets = weights.copy()
+    offsets[np.arange(len(weights)), labels] -= 1
+    return labels, offsets
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:

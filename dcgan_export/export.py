@@ -23,7 +23,7 @@ from .atomic import atomic_write_bytes
 from .errors import DcganError, first_line
 from .inference_graph import InferenceFunction, build_inference_function
 from .parity import parity_check
-from .contract import IMAGES_OUTPUT, PIXELS_OUTPUT, Meta
+from .contract import CLASS_OFFSETS_INPUT, IMAGES_OUTPUT, PIXELS_OUTPUT, Meta
 from .paths import check_output_file, file_sha256
 from .run_dir import RunDir
 
@@ -129,6 +129,10 @@ def convert(function: InferenceFunction):
 
     model = name_batch_dimension(convert_function(function, function.input_signature(),
                                                   [IMAGES_OUTPUT, PIXELS_OUTPUT]))
+    if function.num_classes:
+        from .class_blend import add_class_offsets
+
+        add_class_offsets(model, function.num_classes)
     onnx.checker.check_model(model, full_check=True)
     return model
 
@@ -140,7 +144,8 @@ def metadata(function: InferenceFunction, records: dict, source: Path, parity: d
     inputs = f"z: float32 [N, {function.latent_dim}], standard normal noise"
     conditional = {}
     if function.num_classes:
-        inputs += f"; labels: int64 [N], each image's class, 0 to {function.num_classes - 1}"
+        inputs += (f"; labels: int64 [N], each image's class, 0 to {function.num_classes - 1}; optional "
+                   f"{CLASS_OFFSETS_INPUT}: float32 [N, {function.num_classes}], added to one_hot(labels)")
         names = json.loads(records.get(Meta.CLASS_NAMES, "null")) or [str(i) for i in range(function.num_classes)]
         if len(names) != function.num_classes:
             raise DcganError(f"the run records {len(names)} class names for a generator of {function.num_classes} classes")
@@ -164,6 +169,7 @@ def metadata(function: InferenceFunction, records: dict, source: Path, parity: d
         "flops_per_image": str(function.flops_per_image),
         "parity_reference": "Keras generator, training=False",
         "parity_vectors": str(parity["vectors"]),
+        **({"parity_blend_vectors": str(parity["blend_vectors"])} if parity.get("blend_vectors") else {}),
         "parity_batch_sizes": ",".join(map(str, parity["batch_sizes"])),
         "parity_max_abs_diff": f"{parity['max_abs_diff']:.3e}",
         "parity_mean_abs_diff": f"{parity['mean_abs_diff']:.3e}",
@@ -178,7 +184,9 @@ def format_report(report: dict) -> str:
         f"export {report['source']} -> {report['out']} ({'optimised' if report['optimized'] else 'not optimised'})",
         f"  graph:         {report['graph']}",
         f"  FLOPs/image:   {mflops(report['flops_before'])} M (Keras) -> {mflops(report['flops_after'])} M (exported)",
-        f"  parity:        {report['vectors']} vectors x batch sizes {report['batch_sizes']} vs Keras (training=False)",
+        f"  parity:        {report['vectors']} vectors"
+        f"{f' + {blends} blends of classes' if (blends := report.get('blend_vectors')) else ''}"
+        f" x batch sizes {report['batch_sizes']} vs Keras (training=False)",
         f"  max |diff|:    {report['max_abs_diff']:.3e} (atol {report['atol']:g})",
         f"  mean |diff|:   {report['mean_abs_diff']:.3e}",
         f"  uint8 pixels:  {report['pixels_differing']} of {report['pixels_compared']} differ from Keras"

@@ -4,6 +4,11 @@ Image j of a walk over seeds s_0, s_1, ... moves from image j of seed s_0 to ima
 on, along great circles (slerp, Shoemake 1985): standard normal noise lives near a sphere of
 radius sqrt(latent), and a straight line between two points of it passes through the unlikely
 low-norm middle. Frame f of each leg is at t = f / frames, the last leg ending on the last seed.
+
+A walk of a conditional model may also go from class to class (``--class 3,8``): the class
+vector moves along the straight line between the two one-hots, (1 - t) e_a + t e_b, not a great
+circle: its weights then always sum to 1, a mix of two classes, where slerp's cos/sin weights
+would sum to up to 1.41 midway, more class than the network ever saw (``class_blend.py``).
 """
 
 from __future__ import annotations
@@ -52,3 +57,12 @@ def walk_noise(sampler: Sampler, seeds: list[int], frames: int, walks: int = 1,
     ends = [sampler.noise(walks, seed, truncation=truncation) for seed in seeds]
     out = [slerp(a, b, f / frames) for a, b in zip(ends, ends[1:]) for f in range(frames)]
     return out + [ends[-1]]
+
+
+def walk_class_weights(classes: list[int], frames: int, num_classes: int) -> list[np.ndarray]:
+    """The class weights [K] of every frame of a walk whose seeds have these classes, frame for
+    frame with ``walk_noise``: each end exactly its class's one-hot."""
+    eye = np.eye(num_classes, dtype=np.float32)
+    legs = [((1 - f / frames) * eye[a] + (f / frames) * eye[b]).astype(np.float32)
+            for a, b in zip(classes, classes[1:]) for f in range(frames)]
+    return legs + [eye[classes[-1]]]

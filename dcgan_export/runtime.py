@@ -15,6 +15,7 @@ A class-conditional generator (``dcgan train --conditional``) takes a class per 
 
     sampler.sample_pixels(16, seed=0, labels="7")      # an index or a name, for every image
     sampler.generate_pixels(z, labels=[0, 1, 2])       # or one per image
+    sampler.generate_pixels(z, class_weights=w)        # blends of classes: w [K] or [n, K]
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import numpy as np
 import onnxruntime as ort
 
 from .classes import Classes, is_sequence
-from .contract import IMAGES_OUTPUT, LABELS_INPUT, PIXELS_OUTPUT, check_float_array, to_pixels
+from .contract import (CLASS_OFFSETS_INPUT, IMAGES_OUTPUT, LABELS_INPUT, PIXELS_OUTPUT, check_float_array,
+                       split_class_weights, to_pixels)
 from .errors import DcganError, ModelOutputError, first_line
 from .limits import MAX_SEED, MAX_THREADS, check_int
 from .noise import MIN_TRUNCATION, check_truncation, noise  # noqa: F401 (MIN_TRUNCATION: re-exported)
@@ -187,6 +189,8 @@ class Sampler:
     array says nothing of classes), while ``sample`` and ``iter_batches`` without them cycle
     through the classes, image i being class i % K, so a plain sample shows every class. The
     noise of image i never depends on its class: the same seed in another class keeps its style.
+    ``generate`` also takes ``class_weights``, blends of classes (a walk from one class to the
+    next), on models exported with the optional ``class_offsets`` input (``can_blend``).
     """
 
     def __init__(self, model: str | os.PathLike | None = None, threads: int | None = None,
@@ -196,7 +200,8 @@ class Sampler:
             raise DcganError(f"model not found: {path}")
         self._session = open_session(path, threads, providers=providers)
         self.model_path = path
-        self._input = ModelInput(self._session, f"{path}: not a generator", side_inputs=(LABELS_INPUT,))
+        self._input = ModelInput(self._session, f"{path}: not a generator",
+                                 side_inputs=(LABELS_INPUT, CLASS_OFFSETS_INPUT))
         if len(self._input.shape) != 2 or not isinstance(self._input.shape[1], int) or self._input.shape[1] < 1:
             raise DcganError(f"{path}: not a generator: expected an input of shape [N, latent], "
                              f"found {self._input.name}{self._input.shape}")
@@ -215,6 +220,8 @@ class Sampler:
                   and tuple(pixels.shape[1:]) == self.pixel_shape)  # else they are made from images
         self._outputs = [IMAGES_OUTPUT] + ([PIXELS_OUTPUT] if usable else [])
         self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
+        self.can_blend = False  # whether it takes blends of classes (input class_offsets)
+        self._offsets_required = False
         self.classes: Classes | None = self._check_labels_input(path)
 
     def _check_labels_input(self, path: Path) -> Classes | None:
@@ -226,7 +233,16 @@ class Sampler:
         if meta.type != "tensor(int64)" or len(meta.shape) != 1:
             raise DcganError(f"{path}: not a generator: input {LABELS_INPUT!r} must be int64 [N], "
                              f"found {meta.type}{meta.shape}")
-        return Classes.from_metadata(self.metadata, str(path))
+        classes = Classes.from_metadata(self.metadata, str(path))
+        offsets = {i.name: i for i in self._session.get_overridable_initializers()}
+        required = {i.name: i for i in self._session.get_inputs()}
+        meta = offsets.get(CLASS_OFFSETS_INPUT) or required.get(CLASS_OFFSETS_INPUT)
+        if meta is not None and (meta.type != "tensor(float)" or len(meta.shape) != 2 or meta.shape[1] != len(classes)):
+            raise DcganError(f"{path}: not a generator: input {CLASS_OFFSETS_INPUT!r} must be float32 "
+                             f"[N, {len(classes)}], found {meta.type}{meta.shape}")
+        self._offsets_required = CLASS_OFFSETS_INPUT in required
+        self.can_blend = meta is not None
+        return classes
 
     def __repr__(self) -> str:
         return f"Sampler({str(self.model_path)!r}, latent_dim={self.latent_dim})"
@@ -276,11 +292,33 @@ class Sampler:
         class i % K); None for an unconditional model."""
         return None if self.classes is None else self.classes.cycle(n, start)
 
-    def _run(self, z, labels=None) -> list[np.ndarray]:
+    def class_inputs(self, n: int, labels=None, class_weights=None) -> dict[str, np.ndarray] | None:
+        """The class inputs to feed for ``n`` images (None for an unconditional model): ``labels``
+        as ``resolve_labels``, or ``class_weights`` [K] or [n, K] (a blend of classes per image:
+        non-negative, each row summing to 1) as labels and ``class_offsets``."""
+        if class_weights is None:
+            labels = self.resolve_labels(labels, n)
+            if labels is None:
+                return None
+            offsets = np.zeros((n, len(self.classes)), np.float32) if self._offsets_required else None
+        else:
+            if labels is not None:
+                raise DcganError("give labels or class_weights, not both")
+            if self.classes is None:
+                raise DcganError("this model is not class-conditional: it takes no class weights")
+            weights = self.classes.weights(class_weights, n)
+            labels, offsets = split_class_weights(weights)
+            if not offsets.any() and not self._offsets_required:
+                offsets = None  # one class per image: run as labels alone
+            elif not self.can_blend:
+                raise DcganError(f"{self.model_path}: this model takes no blend of classes (no "
+                                 f"{CLASS_OFFSETS_INPUT!r} input): export it again with this version of dcgan")
+        return {LABELS_INPUT: labels, **({} if offsets is None else {CLASS_OFFSETS_INPUT: offsets})}
+
+    def _run(self, z, labels=None, class_weights=None) -> list[np.ndarray]:
         """[images float32] (+ [pixels uint8] where the model has them), checked to be finite."""
         z = self.check_noise(z)
-        labels = self.resolve_labels(labels, len(z))
-        side = None if labels is None else {LABELS_INPUT: labels}
+        side = self.class_inputs(len(z), labels, class_weights)
         results = self._input.run(self._session, self._outputs, z, side)
         images = results[0].astype(np.float32, copy=False)
         if images.shape[1:] != self.image_shape:
@@ -288,20 +326,20 @@ class Sampler:
                                    f"but produced {list(images.shape[1:])}")
         return [check_finite(images, str(self.model_path)), *results[1:]]
 
-    def generate(self, z, labels=None) -> np.ndarray:
-        """Images for noise ``z`` [n, latent] (and ``labels``, on a conditional model): float32
-        [n, H, W, C] in [-1, 1]."""
-        return self._run(z, labels)[0]
+    def generate(self, z, labels=None, class_weights=None) -> np.ndarray:
+        """Images for noise ``z`` [n, latent] (and ``labels`` or ``class_weights``, on a conditional
+        model: ``class_inputs``): float32 [n, H, W, C] in [-1, 1]."""
+        return self._run(z, labels, class_weights)[0]
 
-    def generate_pixels(self, z, labels=None) -> np.ndarray:
-        """Images for noise ``z`` (and ``labels``) as uint8 [n, H, W] (C = 1) or [n, H, W, 3],
-        round((x + 1) * 127.5)."""
-        return self.generate_with_pixels(z, labels)[1]
+    def generate_pixels(self, z, labels=None, class_weights=None) -> np.ndarray:
+        """Images for noise ``z`` (and ``labels`` or ``class_weights``) as uint8 [n, H, W] (C = 1)
+        or [n, H, W, 3], round((x + 1) * 127.5)."""
+        return self.generate_with_pixels(z, labels, class_weights)[1]
 
-    def generate_with_pixels(self, z, labels=None) -> tuple[np.ndarray, np.ndarray]:
+    def generate_with_pixels(self, z, labels=None, class_weights=None) -> tuple[np.ndarray, np.ndarray]:
         """(``generate``, ``generate_pixels``) from one run of the model: a caller wanting both
         (``dcgan serve``'s v2 API) need not pay for two."""
-        results = self._run(z, labels)
+        results = self._run(z, labels, class_weights)
         return results[0], results[1] if len(results) > 1 else to_pixels(results[0])
 
     # -- seeds -> images ---------------------------------------------------------------------

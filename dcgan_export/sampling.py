@@ -135,7 +135,24 @@ def check_class(choice: str | None, sampler: Sampler) -> int | str | None:
     if sampler.classes is None:
         raise DcganError(f"--class: {sampler.model_path} is not class-conditional (trained without --conditional): "
                          "it has no classes to choose from")
+    if choice != ALL_CLASSES and "," in choice and choice not in sampler.classes.names:
+        raise DcganError(f"--class {choice[:40]}: a list of classes (one per seed) is for --interpolate walks")
     return ALL_CLASSES if choice == ALL_CLASSES else sampler.classes.index(choice)
+
+
+def check_walk_classes(choice: str | None, sampler: Sampler, seeds: int) -> int | str | list[int] | None:
+    """--class of a walk: as ``check_class``, or a list of one class per seed (``3,8``: from a 3
+    at the first seed to an 8 at the second), on a model that takes blends of classes."""
+    if choice is None or sampler.classes is None or "," not in choice or choice in sampler.classes.names:
+        return check_class(choice, sampler)
+    classes = [sampler.classes.index(part.strip()) for part in choice.split(",")]
+    if len(classes) != seeds:
+        raise DcganError(f"--class {choice[:40]}: give one class per seed of --interpolate ({seeds}), "
+                         f"got {len(classes)}")
+    if not sampler.can_blend:
+        raise DcganError(f"--class {choice[:40]}: {sampler.model_path} takes no blend of classes (no "
+                         "'class_offsets' input): export it again with this version of dcgan")
+    return classes
 
 
 def _check_nrow_and_class(req: SampleRequest) -> None:
@@ -154,7 +171,7 @@ def grid_bytes(n: int, nrow: int | None, shape: tuple, scale: int) -> int:
 def _run_walk(req: SampleRequest) -> str:
     """--interpolate: an animated GIF (or an MP4, where ffmpeg is installed) whose frames walk from
     seed to seed (``--n`` walks side by side)."""
-    from .interpolation import parse_seeds, walk_noise
+    from .interpolation import parse_seeds, walk_class_weights, walk_noise
 
     seeds = parse_seeds(req.interpolate)
     if req.noise is not None or req.seed is not None or req.out_dir is not None:
@@ -172,21 +189,26 @@ def _run_walk(req: SampleRequest) -> str:
     _check_nrow_and_class(req)
     check_output_file(Path(req.out), "--out", protect={"--model file": req.model})
     sampler = Sampler(req.model, threads=req.threads)
-    label = check_class(req.label, sampler)
-    # The label input is int64: a walk holds its class. --class all: a row of the walks per class.
+    label = check_walk_classes(req.label, sampler, len(seeds))
+    # --class all: a row of the walks per class; a list of classes: every walk goes through them
     rows = sampler.num_classes if label == ALL_CLASSES else 1
     labels = (np.repeat(np.arange(rows), walks) if label == ALL_CLASSES
-              else sampler.cycle_labels(walks) if label is None else label)
+              else sampler.cycle_labels(walks) if label is None or isinstance(label, list) else label)
     count = (len(seeds) - 1) * req.frames + 1
     frame_bytes = grid_bytes(rows * walks, req.nrow or walks, sampler.image_shape, req.scale)
     if count * frame_bytes > MAX_PICTURE_BYTES:
         raise DcganError(f"a walk of {count} frames of {frame_bytes / 1e6:.1f} MB is over {MAX_PICTURE_BYTES / 1e6:.0f} MB: "
                          "use fewer seeds, --frames, --n or a smaller --scale")
-    frames = [upscale(make_grid(sampler.generate_pixels(np.tile(z, (rows, 1)), labels), nrow=req.nrow or walks,
-                                padding=2), req.scale)
-              for z in walk_noise(sampler, seeds, req.frames, walks, req.truncation)]
+    noise = walk_noise(sampler, seeds, req.frames, walks, req.truncation)
+    weights = (walk_class_weights(label, req.frames, sampler.num_classes) if isinstance(label, list)
+               else [None] * len(noise))
+    frames = [upscale(make_grid(sampler.generate_pixels(np.tile(z, (rows, 1)), None if w is not None else labels,
+                                                        class_weights=w),
+                                nrow=req.nrow or walks, padding=2), req.scale)
+              for z, w in zip(noise, weights)]
     write_mp4(req.out, frames, fps=12.5) if video else write_gif(req.out, frames, duration_ms=80)
     held = ("" if label is None else ", a row per class" if label == ALL_CLASSES
+            else f", classes {' -> '.join(repr(sampler.class_names[k]) for k in label)}" if isinstance(label, list)
             else f", class {sampler.class_names[label]!r}")
     return (f"Wrote {req.out}: {len(frames)} frames, {walks} walk{'s' * (walks > 1)} through seeds "
             f"{', '.join(map(str, seeds))}{held}")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from helpers import FAST, dcgan, dcgan_in_process, loss_values
+from dcgan_export import Sampler
 
 
 def test_conditional_networks_add_a_class_embedding_to_the_recipe(monkeypatch):
@@ -77,6 +78,20 @@ def test_conditional_run_resumes_exactly_and_exports_with_labels(tmp_path, capsy
     assert np.abs(onnx_images - keras_images).max() < 1e-4
     per_class = [onnx_images[labels == k] for k in range(10)]
     assert not np.allclose(per_class[0], per_class[1])
+
+    # blends of classes through the optional class_offsets input, optimised or not, match the Keras
+    # trunk fed the blended class vector (the gate checked 257; here, by hand)
+    assert [i.name for i in session.get_overridable_initializers()] == ["class_offsets"]
+    weights = np.random.default_rng(6).dirichlet(np.full(10, 0.3), 20).astype(np.float32)
+    trunk_images = np.asarray(generator.get_layer("trunk")(np.concatenate([z, weights], axis=1), training=False))
+    plain_out = straight / "plain.onnx"
+    assert dcgan("export", str(straight), "--no-optimize", "--out", str(plain_out), capsys=capsys)[0] == 0
+    for path in (straight / "generator.onnx", plain_out):
+        sampler = Sampler(path)
+        assert sampler.can_blend
+        assert np.abs(sampler.generate(z, class_weights=weights) - trunk_images).max() < 1e-4
+        np.testing.assert_array_equal(sampler.generate(z, class_weights=np.eye(10, dtype=np.float32)[labels]),
+                                      sampler.generate(z, labels))
 
 
 def test_a_resume_cannot_switch_conditional(tmp_path, capsys):

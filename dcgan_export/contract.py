@@ -9,10 +9,6 @@ Generator (H = W, one of IMAGE_SIZES; C = 1 or 3; the shipped digit models are 2
     input   z       float32 [N, latent]      standard normal noise
     input   labels  int64   [N]              class-conditional models only: each image's class,
                                              0 .. K-1, named by the metadata's class_names
-    input   class_offsets float32 [N, K]     conditional models, optional (zeros when not fed):
-                                             added to one_hot(labels), the class vector the
-                                             network reads; a blend w of classes is fed as
-                                             labels = argmax(w), class_offsets = w - one_hot(labels)
     output  images  float32 [N, H, W, C]     NHWC, in [-1, 1]
     output  pixels  uint8   [N, H, W]        to_pixels(images), for C = 1
                     uint8   [N, H, W, 3]     for C = 3
@@ -34,7 +30,8 @@ from .errors import DcganError
 
 LATENT_INPUT = "z"
 LABELS_INPUT = "labels"  # conditional generators only (dcgan train --conditional)
-CLASS_OFFSETS_INPUT = "class_offsets"  # conditional, optional: blends of classes (docs/export.md)
+# Not in the file: the input the Sampler's in-memory rewrite for blends of classes adds (class_blend.py)
+CLASS_OFFSETS_INPUT = "class_offsets"
 IMAGES_OUTPUT = "images"
 PIXELS_OUTPUT = "pixels"
 BATCH_DIM = "N"

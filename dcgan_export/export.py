@@ -23,7 +23,7 @@ from .atomic import atomic_write_bytes
 from .errors import DcganError, first_line
 from .inference_graph import InferenceFunction, build_inference_function
 from .parity import parity_check
-from .contract import CLASS_OFFSETS_INPUT, IMAGES_OUTPUT, PIXELS_OUTPUT, Meta
+from .contract import IMAGES_OUTPUT, PIXELS_OUTPUT, Meta
 from .paths import check_output_file, file_sha256
 from .run_dir import RunDir
 
@@ -129,10 +129,6 @@ def convert(function: InferenceFunction):
 
     model = name_batch_dimension(convert_function(function, function.input_signature(),
                                                   [IMAGES_OUTPUT, PIXELS_OUTPUT]))
-    if function.num_classes:
-        from .class_blend import add_class_offsets
-
-        add_class_offsets(model, function.num_classes)
     onnx.checker.check_model(model, full_check=True)
     return model
 
@@ -144,8 +140,7 @@ def metadata(function: InferenceFunction, records: dict, source: Path, parity: d
     inputs = f"z: float32 [N, {function.latent_dim}], standard normal noise"
     conditional = {}
     if function.num_classes:
-        inputs += (f"; labels: int64 [N], each image's class, 0 to {function.num_classes - 1}; optional "
-                   f"{CLASS_OFFSETS_INPUT}: float32 [N, {function.num_classes}], added to one_hot(labels)")
+        inputs += f"; labels: int64 [N], each image's class, 0 to {function.num_classes - 1}"
         names = json.loads(records.get(Meta.CLASS_NAMES, "null")) or [str(i) for i in range(function.num_classes)]
         if len(names) != function.num_classes:
             raise DcganError(f"the run records {len(names)} class names for a generator of {function.num_classes} classes")

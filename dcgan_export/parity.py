@@ -3,8 +3,8 @@
 At least 1,024 seeded noise vectors plus edge cases (zeros, norm 10), at batch sizes 1 and 257 (so
 a batch-dependent bug shows), compared with Keras at ``training=False``; both the float images and
 the uint8 ``pixels`` output are checked. A class-conditional generator gets vector i as class
-i mod K: every class, at both batch sizes; and blends of two classes through the optional
-``class_offsets`` input (``class_blend.py``).
+i mod K: every class, at both batch sizes; and blends of two classes through the graph the
+Sampler makes for them (``class_blend.py``), against the Keras trunk fed the blended vector.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ def class_blends(n: int, classes: int) -> np.ndarray:
 def parity_check(model_bytes: bytes, keras_generator, atol: float) -> dict:
     """Run the ONNX model in onnxruntime and the Keras generator (training=False) on the same noise.
 
-    A conditional generator is also fed BLEND_VECTORS blends of two classes through its optional
-    ``class_offsets`` input, against its Keras trunk fed the blended class vector.
+    A conditional generator is also given BLEND_VECTORS blends of two classes, in the graph
+    ``class_blend`` makes of it, against its Keras trunk fed the blended class vector.
     """
     latent_dim = check_generator(keras_generator)
     classes = generator_classes(keras_generator)
@@ -61,7 +61,7 @@ def parity_check(model_bytes: bytes, keras_generator, atol: float) -> dict:
         blend_labels, offsets = split_class_weights(weights)
         trunk = keras_generator.get_layer("trunk")
         cases.append(_Case({LATENT_INPUT: blend_z, LABELS_INPUT: blend_labels, CLASS_OFFSETS_INPUT: offsets},
-                           np.concatenate([blend_z, weights], axis=1), trunk))
+                           np.concatenate([blend_z, weights], axis=1), trunk, blend=True))
     for case in cases:
         case.reference = np.concatenate([
             np.asarray((case.model or keras_generator)(part, training=False), np.float32)
@@ -71,6 +71,10 @@ def parity_check(model_bytes: bytes, keras_generator, atol: float) -> dict:
     from .runtime import open_session  # onnxruntime loads only when the gate runs
 
     session = open_session(model_bytes, label="exported model")
+    if classes:
+        from .class_blend import blend_model_bytes
+
+        blend_session = open_session(blend_model_bytes(model_bytes, classes), label="exported model, blending classes")
     max_diff = 0.0
     sum_diff = 0.0
     pixels_differing = 0
@@ -83,7 +87,8 @@ def parity_check(model_bytes: bytes, keras_generator, atol: float) -> dict:
             for batch_size in PARITY_BATCH_SIZES:
                 for i in range(0, len(reference), batch_size):
                     feeds = {name: value[i:i + batch_size] for name, value in case.feeds.items()}
-                    images, pixels = session.run([IMAGES_OUTPUT, PIXELS_OUTPUT], feeds)
+                    runner = blend_session if case.blend else session
+                    images, pixels = runner.run([IMAGES_OUTPUT, PIXELS_OUTPUT], feeds)
                     if images.shape != reference[i:i + batch_size].shape or pixels.dtype != np.uint8:
                         raise DcganError(f"exported model returned images {images.shape} / pixels {pixels.dtype}, "
                                          f"expected {reference[i:i + batch_size].shape} / uint8")
@@ -114,8 +119,9 @@ class _Case:
     """One set of parity vectors: the ONNX feeds, and what Keras is called with (``keras_input``,
     default the noise; ``model``, default the whole generator) to give the reference."""
 
-    def __init__(self, feeds: dict, keras_input=None, model=None):
+    def __init__(self, feeds: dict, keras_input=None, model=None, blend: bool = False):
         self.feeds = feeds
+        self.blend = blend  # run on the graph rewritten for blends of classes
         self.keras_input = feeds[LATENT_INPUT] if keras_input is None else keras_input
         self.model = model
         self.reference: np.ndarray | None = None

@@ -15,12 +15,13 @@ A class-conditional generator (``dcgan train --conditional``) takes a class per 
 
     sampler.sample_pixels(16, seed=0, labels="7")      # an index or a name, for every image
     sampler.generate_pixels(z, labels=[0, 1, 2])       # or one per image
-    sampler.generate_pixels(z, class_weights=w)        # blends of classes: w [K] or [n, K]
+    sampler.generate_pixels(z, class_weights=w)        # blends of classes: w [K] or [n, K] (needs onnx)
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -190,7 +191,7 @@ class Sampler:
     through the classes, image i being class i % K, so a plain sample shows every class. The
     noise of image i never depends on its class: the same seed in another class keeps its style.
     ``generate`` also takes ``class_weights``, blends of classes (a walk from one class to the
-    next), on models exported with the optional ``class_offsets`` input (``can_blend``).
+    next), run on a copy of the graph rewritten for them (``class_blend``; needs onnx).
     """
 
     def __init__(self, model: str | os.PathLike | None = None, threads: int | None = None,
@@ -200,8 +201,7 @@ class Sampler:
             raise DcganError(f"model not found: {path}")
         self._session = open_session(path, threads, providers=providers)
         self.model_path = path
-        self._input = ModelInput(self._session, f"{path}: not a generator",
-                                 side_inputs=(LABELS_INPUT, CLASS_OFFSETS_INPUT))
+        self._input = ModelInput(self._session, f"{path}: not a generator", side_inputs=(LABELS_INPUT,))
         if len(self._input.shape) != 2 or not isinstance(self._input.shape[1], int) or self._input.shape[1] < 1:
             raise DcganError(f"{path}: not a generator: expected an input of shape [N, latent], "
                              f"found {self._input.name}{self._input.shape}")
@@ -220,9 +220,10 @@ class Sampler:
                   and tuple(pixels.shape[1:]) == self.pixel_shape)  # else they are made from images
         self._outputs = [IMAGES_OUTPUT] + ([PIXELS_OUTPUT] if usable else [])
         self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
-        self.can_blend = False  # whether it takes blends of classes (input class_offsets)
-        self._offsets_required = False
         self.classes: Classes | None = self._check_labels_input(path)
+        self._threads, self._providers = threads, providers
+        self._blend_session: ort.InferenceSession | DcganError | None = None  # made on first use
+        self._blend_lock = threading.Lock()
 
     def _check_labels_input(self, path: Path) -> Classes | None:
         """The classes of a conditional model (one with a ``labels`` input), None for others."""
@@ -233,16 +234,7 @@ class Sampler:
         if meta.type != "tensor(int64)" or len(meta.shape) != 1:
             raise DcganError(f"{path}: not a generator: input {LABELS_INPUT!r} must be int64 [N], "
                              f"found {meta.type}{meta.shape}")
-        classes = Classes.from_metadata(self.metadata, str(path))
-        offsets = {i.name: i for i in self._session.get_overridable_initializers()}
-        required = {i.name: i for i in self._session.get_inputs()}
-        meta = offsets.get(CLASS_OFFSETS_INPUT) or required.get(CLASS_OFFSETS_INPUT)
-        if meta is not None and (meta.type != "tensor(float)" or len(meta.shape) != 2 or meta.shape[1] != len(classes)):
-            raise DcganError(f"{path}: not a generator: input {CLASS_OFFSETS_INPUT!r} must be float32 "
-                             f"[N, {len(classes)}], found {meta.type}{meta.shape}")
-        self._offsets_required = CLASS_OFFSETS_INPUT in required
-        self.can_blend = meta is not None
-        return classes
+        return Classes.from_metadata(self.metadata, str(path))
 
     def __repr__(self) -> str:
         return f"Sampler({str(self.model_path)!r}, latent_dim={self.latent_dim})"
@@ -292,34 +284,59 @@ class Sampler:
         class i % K); None for an unconditional model."""
         return None if self.classes is None else self.classes.cycle(n, start)
 
-    def class_inputs(self, n: int, labels=None, class_weights=None) -> dict[str, np.ndarray] | None:
-        """The class inputs to feed for ``n`` images (None for an unconditional model): ``labels``
-        as ``resolve_labels``, or ``class_weights`` [K] or [n, K] (a blend of classes per image:
-        non-negative, each row summing to 1) as labels and ``class_offsets``."""
+    @property
+    def can_blend(self) -> bool:
+        """Whether ``generate`` takes ``class_weights`` that blend classes: a conditional model whose
+        graph reads its class as a row of a table, as every exported one does (``class_blend``)."""
+        return self.classes is not None and not isinstance(self._blending_session(), DcganError)
+
+    def check_can_blend(self) -> None:
+        """Nothing, or the one-line DcganError that says why this model cannot blend classes."""
+        if self.classes is None:
+            raise DcganError(f"{self.model_path} is not class-conditional: it has no classes to blend")
+        problem = self._blending_session()
+        if isinstance(problem, DcganError):
+            raise DcganError(str(problem))
+
+    def _blending_session(self) -> ort.InferenceSession | DcganError:
+        """The model rewritten in memory to take ``class_offsets`` (made once, on first use), or the
+        DcganError that says why it cannot be."""
+        with self._blend_lock:
+            if self._blend_session is None:
+                from .class_blend import blend_model_bytes
+
+                try:
+                    data = blend_model_bytes(str(self.model_path), len(self.classes))
+                    self._blend_session = open_session(data, self._threads, label=str(self.model_path),
+                                                       providers=self._providers)
+                except DcganError as exc:
+                    self._blend_session = DcganError(f"{self.model_path}: {exc}")
+            return self._blend_session
+
+    def class_inputs(self, n: int, labels=None, class_weights=None) -> tuple[dict[str, np.ndarray] | None, bool]:
+        """(the class inputs to feed for ``n`` images, None for an unconditional model; whether
+        they blend classes). ``labels`` as ``resolve_labels``, or ``class_weights`` [K] or [n, K]:
+        a blend of classes per image, non-negative, each row summing to 1."""
         if class_weights is None:
             labels = self.resolve_labels(labels, n)
-            if labels is None:
-                return None
-            offsets = np.zeros((n, len(self.classes)), np.float32) if self._offsets_required else None
-        else:
-            if labels is not None:
-                raise DcganError("give labels or class_weights, not both")
-            if self.classes is None:
-                raise DcganError("this model is not class-conditional: it takes no class weights")
-            weights = self.classes.weights(class_weights, n)
-            labels, offsets = split_class_weights(weights)
-            if not offsets.any() and not self._offsets_required:
-                offsets = None  # one class per image: run as labels alone
-            elif not self.can_blend:
-                raise DcganError(f"{self.model_path}: this model takes no blend of classes (no "
-                                 f"{CLASS_OFFSETS_INPUT!r} input): export it again with this version of dcgan")
-        return {LABELS_INPUT: labels, **({} if offsets is None else {CLASS_OFFSETS_INPUT: offsets})}
+            return (None if labels is None else {LABELS_INPUT: labels}), False
+        if labels is not None:
+            raise DcganError("give labels or class_weights, not both")
+        if self.classes is None:
+            raise DcganError("this model is not class-conditional: it takes no class weights")
+        labels, offsets = split_class_weights(self.classes.weights(class_weights, n))
+        if not offsets.any():  # one class per image: the model as it is, exactly
+            return {LABELS_INPUT: labels}, False
+        return {LABELS_INPUT: labels, CLASS_OFFSETS_INPUT: offsets}, True
 
     def _run(self, z, labels=None, class_weights=None) -> list[np.ndarray]:
         """[images float32] (+ [pixels uint8] where the model has them), checked to be finite."""
         z = self.check_noise(z)
-        side = self.class_inputs(len(z), labels, class_weights)
-        results = self._input.run(self._session, self._outputs, z, side)
+        side, blends = self.class_inputs(len(z), labels, class_weights)
+        if blends:
+            self.check_can_blend()
+        session = self._blending_session() if blends else self._session
+        results = self._input.run(session, self._outputs, z, side)
         images = results[0].astype(np.float32, copy=False)
         if images.shape[1:] != self.image_shape:
             raise ModelOutputError(f"{self.model_path}: the model declares images {list(self.image_shape)} "

@@ -142,16 +142,17 @@ def check_class(choice: str | None, sampler: Sampler) -> int | str | None:
 
 def check_walk_classes(choice: str | None, sampler: Sampler, seeds: int) -> int | str | list[int] | None:
     """--class of a walk: as ``check_class``, or a list of one class per seed (``3,8``: from a 3
-    at the first seed to an 8 at the second), on a model that takes blends of classes."""
+    at the first seed to an 8 at the second), on a model that can blend classes."""
     if choice is None or sampler.classes is None or "," not in choice or choice in sampler.classes.names:
         return check_class(choice, sampler)
     classes = [sampler.classes.index(part.strip()) for part in choice.split(",")]
     if len(classes) != seeds:
         raise DcganError(f"--class {choice[:40]}: give one class per seed of --interpolate ({seeds}), "
                          f"got {len(classes)}")
-    if not sampler.can_blend:
-        raise DcganError(f"--class {choice[:40]}: {sampler.model_path} takes no blend of classes (no "
-                         "'class_offsets' input): export it again with this version of dcgan")
+    try:
+        sampler.check_can_blend()
+    except DcganError as exc:
+        raise DcganError(f"--class {choice[:40]}: {exc}") from None
     return classes
 
 

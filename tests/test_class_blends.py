@@ -1,11 +1,8 @@
-"""Blends of classes: the optional ``class_offsets`` input (``class_blend.py``), the Sampler's
-``class_weights``, walks from class to class (``dcgan sample --interpolate A,B --class 3,8``) and
-``scripts/add_class_offsets.py``, on hand-built conditional models (no TensorFlow)."""
+"""Blends of classes: the graph rewrite of ``class_blend.py``, the Sampler's ``class_weights``,
+and walks from class to class (``dcgan sample --interpolate A,B --class 3,8``), on hand-built
+conditional models (no TensorFlow)."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import numpy as np
 import onnx
@@ -14,9 +11,9 @@ import pytest
 from onnx import numpy_helper
 from PIL import Image
 
-from helpers import ROOT, dcgan_in_process, make_tiny_generator
+from helpers import dcgan_in_process, make_tiny_generator
 from dcgan_export import DcganError, Sampler
-from dcgan_export.class_blend import add_class_offsets
+from dcgan_export.class_blend import add_class_offsets, blend_model_bytes
 from dcgan_export.contract import split_class_weights
 from dcgan_export.images import make_grid
 from dcgan_export.interpolation import slerp, walk_class_weights
@@ -27,24 +24,10 @@ SHAPE = (16, 16, 1)
 dcgan = dcgan_in_process
 
 
-def blendable(path):
-    """``path`` rewritten with the class_offsets input, as export writes conditional models."""
-    model = add_class_offsets(onnx.load(path), len(NAMES))
-    onnx.checker.check_model(model, full_check=True)
-    path.write_bytes(model.SerializeToString())
-    return path
-
-
-@pytest.fixture(scope="module")
-def old_path(tmp_path_factory):
-    return make_tiny_generator(tmp_path_factory.mktemp("old") / "old.onnx", latent_dim=LATENT, shape=SHAPE,
-                               class_names=NAMES)
-
-
 @pytest.fixture(scope="module")
 def blend_path(tmp_path_factory):
-    return blendable(make_tiny_generator(tmp_path_factory.mktemp("blend") / "blend.onnx", latent_dim=LATENT,
-                                         shape=SHAPE, class_names=NAMES))
+    return make_tiny_generator(tmp_path_factory.mktemp("blend") / "blend.onnx", latent_dim=LATENT, shape=SHAPE,
+                               class_names=NAMES)
 
 
 @pytest.fixture(scope="module")
@@ -59,33 +42,44 @@ def expected_images(path, z, weights) -> np.ndarray:
     return np.tanh(h).reshape(len(z), *SHAPE)
 
 
+def unusable_conditional_model(path):
+    """A conditional model that reads its labels through a Cast first: no table Gather to rewrite."""
+    model = onnx.load(make_tiny_generator(path, latent_dim=LATENT, shape=SHAPE, class_names=NAMES))
+    gather = next(node for node in model.graph.node if node.op_type == "Gather")
+    gather.input[1] = "labels_again"
+    model.graph.node.insert(0, onnx.helper.make_node("Identity", ["labels"], ["labels_again"]))
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
 # --- the graph -----------------------------------------------------------------------------------
 
 
-def test_the_input_is_optional_and_without_it_the_model_is_unchanged_bit_for_bit(old_path, blend_path):
-    old = ort.InferenceSession(str(old_path), providers=["CPUExecutionProvider"])
-    new = ort.InferenceSession(str(blend_path), providers=["CPUExecutionProvider"])
-    assert [i.name for i in new.get_inputs()] == ["z", "labels"]  # what embedders must feed: as before
-    (offsets,) = new.get_overridable_initializers()
-    assert offsets.name == "class_offsets" and offsets.type == "tensor(float)" and offsets.shape[1] == 3
+def test_the_rewrite_is_exact_for_one_hots_and_blends_for_offsets(blend_path):
+    old = ort.InferenceSession(str(blend_path), providers=["CPUExecutionProvider"])
+    new = ort.InferenceSession(blend_model_bytes(str(blend_path), 3), providers=["CPUExecutionProvider"])
+    assert [i.name for i in new.get_inputs()] == ["z", "labels", "class_offsets"]
     z = np.random.default_rng(0).standard_normal((9, LATENT)).astype(np.float32)
     labels = np.arange(9, dtype=np.int64) % 3
-    for a, b in zip(old.run(None, {"z": z, "labels": labels}), new.run(None, {"z": z, "labels": labels})):
-        np.testing.assert_array_equal(a, b)
-    # fed, the offsets move each image's class vector: one_hot(labels) + class_offsets
+    zero = np.zeros((9, 3), np.float32)
+    for a, b in zip(old.run(None, {"z": z, "labels": labels}),
+                    new.run(None, {"z": z, "labels": labels, "class_offsets": zero})):
+        np.testing.assert_array_equal(a, b)  # bit for bit
     offsets = np.eye(3, dtype=np.float32)[(labels + 1) % 3] - np.eye(3, dtype=np.float32)[labels]
     shifted = new.run(["images"], {"z": z, "labels": labels, "class_offsets": offsets})[0]
     np.testing.assert_array_equal(shifted, old.run(["images"], {"z": z, "labels": (labels + 1) % 3})[0])
     with pytest.raises(Exception):  # a label out of range is still an error, not a silent zero class
-        new.run(None, {"z": z[:1], "labels": np.array([3])})
+        new.run(None, {"z": z[:1], "labels": np.array([3]), "class_offsets": zero[:1]})
 
 
-def test_the_pass_refuses_graphs_it_cannot_rewrite(tmp_path, blend_path):
+def test_the_rewrite_refuses_graphs_it_cannot_rewrite(tmp_path, blend_path):
+    rewritten = onnx.load_from_string(blend_model_bytes(str(blend_path), 3))
     with pytest.raises(DcganError, match="already has a 'class_offsets' input"):
-        add_class_offsets(onnx.load(blend_path), 3)
-    with pytest.raises(DcganError, match=r"the class table is \[3, 256\].*expected float32 \[4, D\]"):
-        add_class_offsets(onnx.load(make_tiny_generator(tmp_path / "c.onnx", latent_dim=4, shape=SHAPE,
-                                                        class_names=NAMES)), 4)
+        add_class_offsets(rewritten, 3)
+    with pytest.raises(DcganError, match=r"its class table is \[3, 256\].*expected float32 \[4, D\]"):
+        blend_model_bytes(str(blend_path), 4)
+    with pytest.raises(DcganError, match="does not read 'labels' as one Gather"):
+        blend_model_bytes(str(unusable_conditional_model(tmp_path / "u.onnx")), 3)
     with pytest.raises(DcganError, match="does not read 'labels' as one Gather"):
         add_class_offsets(onnx.load(make_tiny_generator(tmp_path / "p.onnx", latent_dim=4, shape=SHAPE)), 3)
 
@@ -104,6 +98,7 @@ def test_class_weights_blend_the_classes(blend, blend_path):
     weights = np.array([[1, 0, 0], [0.5, 0.5, 0], [0, 0.25, 0.75], [0.2, 0.3, 0.5], [0, 0, 1], [0, 1, 0]])
     images = blend.generate(z, class_weights=weights)
     assert blend.can_blend
+    assert blend.sample(3, seed=1, labels=1).shape == (3, *SHAPE)  # labels still run on the model as it is
     np.testing.assert_allclose(images, expected_images(blend_path, z, weights), atol=1e-5)
     # one-hot rows are exactly their labels; one row [K] is every image's blend
     np.testing.assert_array_equal(blend.generate_pixels(z[[0, 4, 5]], class_weights=weights[[0, 4, 5]]),
@@ -115,8 +110,8 @@ def test_class_weights_blend_the_classes(blend, blend_path):
 
 
 def test_a_fixed_batch_model_feeds_offsets_in_its_chunks(tmp_path, blend):
-    fixed = Sampler(blendable(make_tiny_generator(tmp_path / "fixed.onnx", latent_dim=LATENT, shape=SHAPE,
-                                                  class_names=NAMES, batch=4)))
+    fixed = Sampler(make_tiny_generator(tmp_path / "fixed.onnx", latent_dim=LATENT, shape=SHAPE, class_names=NAMES,
+                                        batch=4))
     z = blend.noise(7, seed=1)
     weights = np.random.default_rng(2).dirichlet(np.ones(3), 7)
     np.testing.assert_allclose(fixed.generate(z, class_weights=weights), blend.generate(z, class_weights=weights),
@@ -140,7 +135,7 @@ def test_bad_class_weights_are_one_line_errors(blend, weights, message):
     assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
 
 
-def test_class_weights_need_a_conditional_blendable_model_and_no_labels(tmp_path, blend, old_path):
+def test_class_weights_need_a_conditional_model_whose_graph_can_blend_and_no_labels(tmp_path, blend):
     z = blend.noise(2, seed=0)
     with pytest.raises(DcganError, match="give labels or class_weights, not both"):
         blend.generate(z, labels=0, class_weights=[1, 0, 0])
@@ -148,12 +143,28 @@ def test_class_weights_need_a_conditional_blendable_model_and_no_labels(tmp_path
     assert not plain.can_blend
     with pytest.raises(DcganError, match="not class-conditional: it takes no class weights"):
         plain.generate(z, class_weights=[1.0])
-    old = Sampler(old_path)
-    assert not old.can_blend
-    with pytest.raises(DcganError, match=r"takes no blend of classes \(no 'class_offsets' input\): export it again"):
-        old.generate(z, class_weights=[0.5, 0.5, 0])
-    # a weight that is one class is still that class, on any conditional model
-    np.testing.assert_array_equal(old.generate(z, class_weights=[0, 0, 1]), old.generate(z, 2))
+    odd = Sampler(unusable_conditional_model(tmp_path / "odd.onnx"))
+    assert not odd.can_blend
+    with pytest.raises(DcganError) as info:
+        odd.generate(z, class_weights=[0.5, 0.5, 0])
+    assert str(info.value) == (f"{tmp_path / 'odd.onnx'}: its graph does not read 'labels' as one Gather from a "
+                               "table of class rows, so it cannot blend classes")
+    # a weight that is one class is that class, on any conditional model, without the rewrite
+    np.testing.assert_array_equal(odd.generate(z, class_weights=[0, 0, 1]), odd.generate(z, 2))
+
+
+def test_sampling_without_blends_never_imports_onnx(blend_path):
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom dcgan_export import Sampler\n"
+            f"s = Sampler({str(blend_path)!r})\n"
+            "s.generate(s.noise(2, 0), class_weights=[[0, 1, 0], [1, 0, 0]]); s.sample(3, seed=0)\n"
+            "print('onnx' in sys.modules)\n"
+            "s.generate(s.noise(2, 0), class_weights=[0.5, 0.5, 0])\n"
+            "print('onnx' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["False", "True"] and done.stderr == "", done.stderr
 
 
 # --- walks ---------------------------------------------------------------------------------------
@@ -203,11 +214,11 @@ def test_a_walk_goes_from_class_to_class(tmp_path, blend, blend_path, capsys):
     ("blend", ["--interpolate", "3,7", "--class", "cat,cow"], "unknown class 'cow'"),
     ("blend", ["--interpolate", "3,7", "--class", "cat,3"], "class 3 is out of range"),
     ("blend", ["--class", "cat,dog"], "a list of classes (one per seed) is for --interpolate walks"),
-    ("old", ["--interpolate", "3,7", "--class", "cat,dog"], "takes no blend of classes (no 'class_offsets' input)"),
+    ("odd", ["--interpolate", "3,7", "--class", "cat,dog"], "so it cannot blend classes"),
 ])
-def test_bad_walk_classes_are_one_line_and_write_nothing(tmp_path, blend_path, old_path, capsys, model, args, message):
+def test_bad_walk_classes_are_one_line_and_write_nothing(tmp_path, blend_path, capsys, model, args, message):
     out = tmp_path / ("w.gif" if "--interpolate" in args else "g.png")
-    path = blend_path if model == "blend" else old_path
+    path = blend_path if model == "blend" else unusable_conditional_model(tmp_path / "odd.onnx")
     code, stdout, err = dcgan("sample", "--model", str(path), *args, "--out", str(out), capsys=capsys)
     assert code == 2 and stdout == "" and err.count("\n") == 1 and message in err, err
     assert not out.exists()
@@ -219,24 +230,3 @@ def test_a_class_name_with_a_comma_is_one_class(tmp_path, capsys):
     code, stdout, err = dcgan("sample", "--model", str(path), "--interpolate", "1,2", "--class", "a,b", "--frames", "2",
                               "--out", str(out), capsys=capsys)
     assert code == 0 and "class 'a,b'" in stdout, err
-
-
-# --- upgrading a model exported before the input existed -----------------------------------------
-
-
-def test_the_upgrade_script_adds_the_input_and_keeps_the_images(tmp_path, old_path):
-    source = tmp_path / "m.onnx"
-    source.write_bytes(old_path.read_bytes())
-    script = [sys.executable, str(ROOT / "scripts" / "add_class_offsets.py")]
-    done = subprocess.run([*script, str(source), "--out", str(tmp_path / "new.onnx")], capture_output=True, text=True)
-    assert done.returncode == 0 and "images unchanged bit for bit" in done.stdout, done.stderr
-    assert source.read_bytes() == old_path.read_bytes()
-    new, old = Sampler(tmp_path / "new.onnx"), Sampler(old_path)
-    assert new.can_blend and "class_offsets" in new.metadata["input"]
-    np.testing.assert_array_equal(new.sample_pixels(9, seed=4), old.sample_pixels(9, seed=4))
-
-    again = subprocess.run([*script, str(tmp_path / "new.onnx")], capture_output=True, text=True)
-    assert again.returncode == 2 and again.stderr.strip() == "Error: the model already has a 'class_offsets' input"
-    plain = make_tiny_generator(tmp_path / "plain.onnx", latent_dim=4, shape=SHAPE)
-    refused = subprocess.run([*script, str(plain)], capture_output=True, text=True)
-    assert refused.returncode == 2 and "not a class-conditional generator" in refused.stderr

@@ -81,3 +81,23 @@ def test_shipped_conditional_generator_draws_the_class_asked_for():
         probs, _ = evaluator.classify(sampler.sample(100, seed=3, labels=k))
         assert (probs.argmax(1) == k).mean() >= 0.97, k
 
+
+
+def test_shipped_conditional_generator_morphs_one_digit_into_another():
+    """Along a walk of the class from a to b (same noise), the classifier's vote moves from a to b:
+    the blends in between are digits of the two classes, not noise."""
+    from dcgan_export.evaluate import Evaluator
+
+    sampler = Sampler(MODELS / "conditional_generator.onnx")
+    evaluator = Evaluator()
+    z = sampler.noise(100, seed=11)
+    for a, b in ((3, 8), (1, 7), (4, 9), (0, 6)):
+        shares = []
+        for t in (0.0, 0.25, 0.75, 1.0):
+            weights = np.zeros(10, np.float32)
+            weights[a], weights[b] = 1 - t, t
+            probs, _ = evaluator.classify(sampler.generate(z, class_weights=weights))
+            votes = probs.argmax(1)
+            assert np.isin(votes, [a, b]).mean() >= 0.85, (a, b, t)
+            shares.append((votes == b).mean())
+        assert shares[0] <= 0.1 and shares[-1] >= 0.9 and shares[0] <= shares[1] <= shares[2] <= shares[3], shares

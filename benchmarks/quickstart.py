@@ -2,6 +2,9 @@
 how its samples score under `dcgan eval`, for several training seeds.
 
     python benchmarks/quickstart.py [--seeds 0,1,2] [--avx2] [--out runs/quickstart-bench]
+                                    [--config quickstart] [-- extra dcgan train options]
+
+--config and the options after ``--`` try other presets against the same goals.
 
 --avx2 limits TensorFlow to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2), to estimate an AVX2-only CPU on one
 with AVX-512 (a real AVX2 CPU is the better measure: memory bandwidth and clocks differ too).
@@ -39,17 +42,21 @@ def main() -> None:
     parser.add_argument("--avx2", action="store_true", help="ONEDNN_MAX_CPU_ISA=AVX2 for the training runs")
     parser.add_argument("--out", default="runs/quickstart-bench", help="parent directory of the runs")
     parser.add_argument("--eval-n", type=int, default=10000)
+    parser.add_argument("--config", default="quickstart", help="the preset (a shipped name or a file)")
+    parser.add_argument("extra", nargs="*", help="more dcgan train options, after --")
     args = parser.parse_args()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     if args.avx2:
         env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
         os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"  # so that the CPU line says so
-    print(f"CPU: {cpu_description()}, load average {os.getloadavg()[0]:.2f}")
+    print(f"CPU: {cpu_description()}, load average {os.getloadavg()[0]:.2f}; "
+          f"dcgan train --config {args.config} {' '.join(args.extra)}".rstrip())
     results = []
     for seed in (int(s) for s in args.seeds.split(",")):
         run = Path(args.out) / f"seed{seed}"
         started = time.perf_counter()
-        dcgan("train", "--config", "quickstart", "--seed", str(seed), "--out", str(run), "--force", "--quiet", env=env)
+        dcgan("train", "--config", args.config, *args.extra, "--seed", str(seed), "--out", str(run), "--force", "--quiet",
+              env=env)
         wall = time.perf_counter() - started
         with open(run / "losses.csv", newline="") as f:
             rows = list(csv.DictReader(f))

@@ -13,7 +13,7 @@ it, inside the functions, so that ``export.py`` can hand it to tf2onnx.
 A class-conditional generator (``trainer.models``: z joined to a one-hot label, into the network
 called ``trunk``) is planned as its trunk; the first MatMul's rows for the one-hot part become a
 table of K rows, one gathered per image: ``z @ W_z + W_y[labels]``, the same sum without the
-one-hot vector. Export then lets that Gather take blends of classes (``class_blend.py``).
+one-hot vector. For blends of classes the Sampler rewrites that Gather (``class_blend.py``).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class InferenceFunction:
         if self.steps is None:
             if labels is None:
                 return tf.cast(self._model(z, training=False), tf.float32)
-            # the one-hot as a row of the identity, so export.py's class_blend pass finds its Gather
+            # the one-hot as a row of the identity: a Gather that class_blend.py can rewrite for blends
             one_hot = tf.gather(np.eye(self.num_classes, dtype=np.float32), labels)
             trunk = self._model.get_layer("trunk")
             return tf.cast(trunk(tf.concat([z, one_hot], axis=1), training=False), tf.float32)

@@ -64,7 +64,7 @@ def parity_check(model_bytes: bytes, keras_generator, atol: float) -> dict:
                            np.concatenate([blend_z, weights], axis=1), trunk, blend=True))
     for case in cases:
         case.reference = np.concatenate([
-            np.asarray((case.model or keras_generator)(part, training=False), np.float32)
+            np.asarray((keras_generator if case.model is None else case.model)(part, training=False), np.float32)
             for part in case.keras_batches()])
     # max() skips NaN, so a broken reference (NaN weights) would otherwise compare as "equal"
     reference_finite = all(bool(np.isfinite(case.reference).all()) for case in cases)
@@ -79,11 +79,13 @@ def parity_check(model_bytes: bytes, keras_generator, atol: float) -> dict:
     sum_diff = 0.0
     pixels_differing = 0
     pixels_inconsistent = 0
+    pixels_compared = 0
     finite = True
     with np.errstate(invalid="ignore"):  # NaN images cast to junk pixels: reported below, not warned
         for case in cases:
             reference = case.reference
             reference_pixels = to_pixels(reference)
+            pixels_compared += len(PARITY_BATCH_SIZES) * reference_pixels.size
             for batch_size in PARITY_BATCH_SIZES:
                 for i in range(0, len(reference), batch_size):
                     feeds = {name: value[i:i + batch_size] for name, value in case.feeds.items()}
@@ -107,7 +109,7 @@ def parity_check(model_bytes: bytes, keras_generator, atol: float) -> dict:
         "max_abs_diff": max_diff if finite and reference_finite else float("inf"),
         "mean_abs_diff": sum_diff / (runs * compared),
         "pixels_differing": pixels_differing,
-        "pixels_compared": runs * sum(to_pixels(case.reference).size for case in cases),
+        "pixels_compared": pixels_compared,
         "pixels_output_mismatches": pixels_inconsistent,
         "atol": atol,
         "reference_finite": reference_finite,

@@ -5,6 +5,10 @@ digit classifier: the share classed as k, and the mean pairwise distance of thei
 features against the same figure for the real training digits of class k. A generator that
 collapses within a class (one 7 drawn over and over) has a ratio far below 1; real digits score 1.
 
+Then walks of the class (``class_weights``, the blends ``dcgan sample --interpolate --class A,B``
+draws) on the same noise: at each t, the share of samples classed as b, and as a or b. A morph
+moves the vote from a to b and keeps it on the two classes.
+
     .venv/bin/python benchmarks/conditional_quality.py MODEL.onnx [--n 1000] [--seed 0]
 """
 
@@ -52,6 +56,19 @@ def main() -> None:
         accuracies.append(accuracy)
         print(f"| {sampler.class_names[k]} | {accuracy:.1%} | {generated:.2f} | {real:.2f} | {generated / real:.2f} |")
     print(f"\nlowest accuracy {min(accuracies):.1%}; diversity ratio {min(ratios):.2f} to {max(ratios):.2f}")
+
+    steps = (0.0, 0.25, 0.5, 0.75, 1.0)
+    print("\n| walk | " + " | ".join(f"t={t:g}: b (a or b)" for t in steps) + " |")
+    print("| --- |" + " ---: |" * len(steps))
+    z = sampler.noise(args.n, seed=args.seed)
+    for a, b in ((3, 8), (1, 7), (4, 9), (0, 6)):
+        cells = []
+        for t in steps:
+            weights = np.zeros(sampler.num_classes, np.float32)
+            weights[a], weights[b] = 1 - t, t
+            votes = evaluator.classify(sampler.generate(z, class_weights=weights))[0].argmax(1)
+            cells.append(f"{(votes == b).mean():.0%} ({np.isin(votes, [a, b]).mean():.0%})")
+        print(f"| {a} -> {b} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

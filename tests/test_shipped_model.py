@@ -82,7 +82,6 @@ def test_shipped_conditional_generator_draws_the_class_asked_for():
         assert (probs.argmax(1) == k).mean() >= 0.97, k
 
 
-
 def test_shipped_conditional_generator_morphs_one_digit_into_another():
     """Along a walk of the class from a to b (same noise), the classifier's vote moves from a to b:
     the blends in between are digits of the two classes, not noise."""

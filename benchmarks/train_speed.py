@@ -10,8 +10,9 @@ between the rounds: what this CPU's vector units deliver on the densest work the
 FLOPs per iteration are counted from the networks as trained (``step_flops``): the generator's
 upsample + conv pairs at their sub-pixel cost, as ``trainer/subpixel_forward.py`` computes them;
 2 FLOPs per multiply-add; a backward pass twice its forward. One iteration (d_steps 1) is G forward
-on B noise vectors plus D forward and backward on 2B images (the D update), then G forward and
-backward and D forward and input-backward on B (the G update): B x (4 G + 8 D).
+on B noise vectors, D forward and backward on 2B images (the D update), then D forward and
+input-backward on the same B fakes and G's backward (the G update): B x (3 G + 8 D). The recipe's
+iteration does B x (4 G + 8 D) with the plain generator; only ours is counted here.
 
 The recipe's iteration: discriminator.train_on_batch on real images, generator.predict,
 discriminator.train_on_batch on the fakes, then gan.train_on_batch on noise (D frozen inside
@@ -54,7 +55,7 @@ def sgemm_gflops(size: int = 2048, repeats: int = 10) -> float:
 
 def step_flops(generator, discriminator, batch: int) -> float:
     """FLOPs of one training iteration at ``batch`` (see the module docstring)."""
-    return batch * (4 * forward_flops(generator) + 8 * forward_flops(discriminator))
+    return batch * (3 * forward_flops(generator) + 8 * forward_flops(discriminator))
 
 
 def forward_flops(model) -> float:
@@ -115,9 +116,9 @@ def ours(images, batch: int, seconds: float) -> tuple[float, float]:
     g, d = build_generator(), build_discriminator()
     gan = DCGAN(g, d, seed=0)
     gan.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(2e-4, beta_1=0.5))
-    gan.fit(IterationBatches(images, batch, 1, 0, 0, 5), epochs=1, verbose=0)  # compile and warm up
+    gan.fit(IterationBatches(images, batch, 1, 0, 0, 5), epochs=1, verbose=0, shuffle=False)  # compile, warm up
     stop = StopAfter(seconds)
-    gan.fit(IterationBatches(images, batch, 1, 0, 5, 10**6), epochs=1, verbose=0, callbacks=[stop])
+    gan.fit(IterationBatches(images, batch, 1, 0, 5, 10**6), epochs=1, verbose=0, shuffle=False, callbacks=[stop])
     return stop.rate(), step_flops(g, d, batch)
 
 

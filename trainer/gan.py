@@ -23,11 +23,15 @@ exact sub-pixel convolution (most of the step's arithmetic is in the generator).
 
 from __future__ import annotations
 
+from typing import Any, Callable, NamedTuple
+
 import keras
 from keras import ops
 
 from .augment import augment
-from .gradients import apply_gradients, input_value_and_grad, num_replicas, replica_rows, value_and_grad
+from .dropout import discriminator_forward
+from .gradients import (apply_gradients, input_value_and_grad, num_replicas, replica_rows, value_and_grad,
+                        value_and_vjp)
 from .guidance import guidance_loss
 from .subpixel_forward import generator_forward
 
@@ -43,6 +47,14 @@ def global_share(replica_mean):
     count (one device, or JAX, which runs one program over the global batch: unchanged). Every
     loss term goes through here."""
     return replica_mean / num_replicas()
+
+
+class Fakes(NamedTuple):
+    """G's images (and their classes, or None) with the pullback of its forward pass."""
+
+    images: Any
+    labels: Any
+    pullback: Callable
 
 
 class OptimizerPair:
@@ -155,16 +167,32 @@ class DCGAN(keras.Model):
     def _bce(self, target: float, logits):
         return global_share(ops.mean(ops.binary_crossentropy(ops.full_like(logits, target), logits, from_logits=True)))
 
-    def discriminator_step(self, real, real_labels=None):
+    def generate(self, n) -> Fakes:
+        """G's training-mode forward pass on ``n`` fresh noise vectors (and classes), with its
+        backward pass kept for the generator update that follows the D update on these images."""
+        labels = self.random_labels(n)
+
+        def forward():
+            return generator_forward(self.generator, self.normal(n), training=True, labels=labels), None
+
+        images, _, pullback = value_and_vjp(forward, self.generator.trainable_variables)
+        return Fakes(images, labels, pullback)
+
+    def discriminator_step(self, real, real_labels=None, fakes: Fakes | None = None):
+        """One D update on ``real`` and on ``fakes`` (by default, fakes drawn for it alone)."""
         n = ops.shape(real)[0]
-        # A training-mode forward pass of G updates its BatchNorm moving statistics; the D step
-        # must leave G untouched, so they are put back afterwards.
-        bn_stats = list(self.generator.non_trainable_variables)
-        saved = [ops.copy(v.value) for v in bn_stats]
-        fake_labels = self.random_labels(n)
-        fake = ops.stop_gradient(generator_forward(self.generator, self.normal(n), training=True, labels=fake_labels))
-        for v, value in zip(bn_stats, saved):
-            v.assign(value)
+        if fakes is None:
+            # A training-mode forward pass of G updates its BatchNorm moving statistics; a D step
+            # of its own must leave G untouched, so they are put back afterwards.
+            bn_stats = list(self.generator.non_trainable_variables)
+            saved = [ops.copy(v.value) for v in bn_stats]
+            fake_labels = self.random_labels(n)
+            fake = generator_forward(self.generator, self.normal(n), training=True, labels=fake_labels)
+            for v, value in zip(bn_stats, saved):
+                v.assign(value)
+        else:
+            fake, fake_labels = fakes.images, fakes.labels
+        fake = ops.stop_gradient(fake)
 
         def loss():
             if self.joint_d_pass:
@@ -199,7 +227,7 @@ class DCGAN(keras.Model):
         gives every image its own (with it, the sum's gradient also carries the batch-statistics
         terms). The outer gradient differentiates through it (double backprop)."""
         def discriminate(x):
-            return self.discriminator(x if labels is None else [x, labels], training=True)
+            return discriminator_forward(self.discriminator, x, labels, training=True)
 
         if self.r1_gamma == 0 or n_real is None:
             return ops.cast(discriminate(images), "float32"), None
@@ -211,12 +239,14 @@ class DCGAN(keras.Model):
         _, logits, grads = input_value_and_grad(real_sum, images)
         return logits, ops.cast(grads[:n_real], "float32")
 
-    def generator_step(self, n):
-        labels = self.random_labels(n)
+    def generator_step(self, fakes: Fakes | int):
+        """One G update through the D just updated, on ``fakes`` (or on ``fakes`` fresh ones):
+        the gradient of G's loss w.r.t. the images, pulled back through G's kept forward pass."""
+        if not isinstance(fakes, Fakes):
+            fakes = self.generate(fakes)
 
-        def loss():
-            fake = generator_forward(self.generator, self.normal(n), training=True, labels=labels)
-            logits, _ = self._discriminate(self._augment(fake), labels)
+        def loss(fake):
+            logits, _ = self._discriminate(self._augment(fake), fakes.labels)
             g_loss = self._bce(1.0, logits)  # non-saturating: maximise log D(G(z))
             total = g_loss
             if self.guide is not None:
@@ -224,9 +254,9 @@ class DCGAN(keras.Model):
                 total = total + global_share(self.class_guidance * guidance_loss(guide_logits))
             return self.g_optimizer.scale_loss(total), g_loss
 
+        _, g_loss, image_grads = input_value_and_grad(loss, fakes.images)
         variables = self.generator.trainable_variables
-        _, g_loss, grads = value_and_grad(loss, variables)
-        apply_gradients(self.g_optimizer, grads, variables)
+        apply_gradients(self.g_optimizer, fakes.pullback(image_grads), variables)
         if self.ema_generator is not None:
             self.update_ema()
         return g_loss
@@ -264,13 +294,16 @@ class DCGAN(keras.Model):
         replicas = num_replicas()
         loss_real = loss_fake = d_real = d_fake = 0.0
         label_batches = ops.split(labels, self.d_steps) if labels is not None else [None] * self.d_steps
-        for batch, batch_labels in zip(ops.split(real, self.d_steps), label_batches):
-            lr, lf, pr, pf = self.discriminator_step(batch, batch_labels)
+        batches = ops.split(real, self.d_steps)
+        fakes = self.generate(ops.shape(batches[-1])[0])  # the last D update's, then G's
+        for i, (batch, batch_labels) in enumerate(zip(batches, label_batches)):
+            last = i == self.d_steps - 1
+            lr, lf, pr, pf = self.discriminator_step(batch, batch_labels, fakes if last else None)
             loss_real += lr
             loss_fake += lf
             d_real += ops.mean(pr)
             d_fake += ops.mean(pf)
-        g_loss = self.generator_step(ops.shape(real)[0] // self.d_steps)
+        g_loss = self.generator_step(fakes)
         k = float(self.d_steps)
         # Report per-replica figures as global means (undoing global_share).
         return {

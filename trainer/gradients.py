@@ -1,7 +1,8 @@
 """The one part of a GAN step that differs per Keras backend: taking a gradient and applying it.
 
-The step's math (``trainer/gan.py``) is written once in ``keras.ops`` and calls these two functions
-where it needs a gradient, the way Keras 3's custom-train-step guides split it: TensorFlow records
+The step's math (``trainer/gan.py``) is written once in ``keras.ops`` and calls these functions
+where it needs a gradient (or a pullback, to take one later), the way Keras 3's custom-train-step
+guides split it: TensorFlow records
 on a ``GradientTape``; JAX differentiates a pure function, so the variables' values go in as
 arguments and whatever the forward pass assigns (BatchNorm statistics, random-seed states) comes
 back out as data and is assigned afterwards, inside the step's ``StatelessScope``
@@ -31,6 +32,20 @@ def value_and_grad(fn: Callable, variables: list):
     with tf.GradientTape() as tape:
         loss, aux = fn()
     return loss, aux, tape.gradient(loss, variables)
+
+
+def value_and_vjp(fn: Callable, variables: list):
+    """``fn() -> (out, aux)``; returns ``(out, aux, pullback)``: ``pullback(cotangent)`` is the
+    gradient of ``sum(out * cotangent)`` w.r.t. ``variables``, taken later (after other updates),
+    with the forward pass's intermediate values kept until then."""
+    if keras.backend.backend() == "jax":
+        return _jax_grad(fn, list(variables), vjp=True)
+    import tensorflow as tf
+
+    tape = tf.GradientTape()
+    with tape:
+        out, aux = fn()
+    return out, aux, lambda cotangent: tape.gradient(out, variables, output_gradients=cotangent)
 
 
 def input_value_and_grad(fn: Callable, x):
@@ -69,9 +84,10 @@ class _RecordingScope(keras.StatelessScope):
         super().add_update(update)
 
 
-def _jax_grad(fn: Callable, variables: list | None, x=None):
+def _jax_grad(fn: Callable, variables: list | None, x=None, vjp: bool = False):
     """Differentiate ``fn()`` w.r.t. the values of ``variables``, or ``fn(x)`` w.r.t. ``x``; every
-    other variable is read from the enclosing StatelessScope (or the variable itself)."""
+    other variable is read from the enclosing StatelessScope (or the variable itself). With
+    ``vjp``, the gradients' place holds the pullback instead."""
     import jax
 
     outer = get_stateless_scope()
@@ -89,7 +105,11 @@ def _jax_grad(fn: Callable, variables: list | None, x=None):
         return out, (aux, {key: scope.state_mapping[key] for key in scope.assigned})
 
     start = [v.value for v in variables] if variables is not None else x
-    (out, (aux, updates)), grads = jax.value_and_grad(pure, has_aux=True)(start)
+    if vjp:
+        out, pullback, (aux, updates) = jax.vjp(pure, start, has_aux=True)
+        grads = lambda cotangent: pullback(cotangent)[0]  # noqa: E731
+    else:
+        (out, (aux, updates)), grads = jax.value_and_grad(pure, has_aux=True)(start)
     for key, value in updates.items():
         assigned[key].assign(value)  # into the enclosing scope, or the variable itself
     return out, aux, grads
@@ -103,6 +123,15 @@ def num_replicas() -> int:
     return 1
 
 
+def replica_index() -> int:
+    """Which replica this is (0 with one device, and on JAX)."""
+    if num_replicas() == 1:
+        return 0
+    import tensorflow as tf
+
+    return tf.distribute.get_replica_context().replica_id_in_sync_group
+
+
 def replica_rows(draw: Callable, n):
     """``draw(rows)`` for this replica's ``n`` rows of the global batch: every replica draws the
     whole global batch from the same seed and keeps its own slice, so replicas get distinct
@@ -110,7 +139,5 @@ def replica_rows(draw: Callable, n):
     replicas = num_replicas()
     if replicas == 1:
         return draw(n)
-    import tensorflow as tf
-
-    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+    replica = replica_index()
     return draw(n * replicas)[replica * n:(replica + 1) * n]

@@ -132,12 +132,23 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         per_replica = strategy.experimental_local_results(strategy.run(gan.normal, args=(4,)))
         assert len(per_replica) == 2 and not (per_replica[0].numpy() == per_replica[1].numpy()).any()
         print("replicas draw distinct noise")
+
+        # and their dropout masks are their rows of the global batch's mask
+        from trainer.dropout import dropout
+        with strategy.scope():
+            seed = keras.random.SeedGenerator(3)
+        masks = strategy.experimental_local_results(strategy.run(lambda: dropout(tf.ones((4, 50)), 0.5, seed)))
+        whole = dropout(tf.ones((8, 50)), 0.5, keras.random.SeedGenerator(3)).numpy()
+        assert 0.3 < (whole == 0).mean() < 0.7
+        assert (tf.concat(masks, 0).numpy() == whole).all()
+        print("replicas take their rows of the dropout mask")
     """)
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "MirroredStrategy over 2 devices" in result.stdout
     assert "replicas draw distinct noise" in result.stdout
+    assert "replicas take their rows of the dropout mask" in result.stdout
     assert [int(r["iteration"]) for r in loss_rows(tmp_path / "m")] == [1, 2, 3, 4]
     assert all(np.isfinite(float(r["g_loss"])) for r in loss_rows(tmp_path / "g"))
 

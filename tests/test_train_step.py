@@ -202,6 +202,61 @@ def test_each_update_changes_only_its_own_network():
     assert all(changed[i] for i, w in enumerate(gan.generator.weights) if w.trainable), "some G weight did not move"
 
 
+def test_one_iteration_is_the_d_update_then_the_g_update_on_the_same_fakes():
+    """The iteration's algorithm, checked against plain GradientTape math with SGD: D descends
+    BCE(1, D(real)) + BCE(0, D(G(z))); G then descends BCE(1, D'(G(z))) through the updated D'
+    at the same z (one forward pass of G serves both), and G's BatchNorm statistics move once."""
+    import keras
+    import tensorflow as tf
+
+    from trainer.gan import DCGAN
+    from trainer.models import build_discriminator, build_generator
+
+    keras.utils.set_random_seed(3)
+    g, d = build_generator(), build_discriminator()
+    for layer in d.layers:
+        if isinstance(layer, keras.layers.Dropout):
+            layer.rate = 0.0  # D deterministic, so the reference can recompute it
+    g_ref, d_ref = keras.models.clone_model(g), keras.models.clone_model(d)
+    initial = g.get_weights()
+    g_ref.set_weights(initial)
+    d_ref.set_weights(d.get_weights())
+    lr = 0.05
+    gan = DCGAN(g, d, seed=0)
+    gan.compile(keras.optimizers.SGD(lr), keras.optimizers.SGD(lr))
+    z = tf.random.normal((8, 100), seed=4)
+    gan.normal = lambda n: z
+    real = tf.random.uniform((8, 28, 28, 1), -1, 1, seed=5)
+    gan.iterate(real)
+
+    def bce(target, logits):
+        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(tf.fill(tf.shape(logits), target), logits))
+
+    with tf.GradientTape() as tape:
+        fake = g_ref(z, training=True)  # also moves g_ref's BatchNorm statistics, once
+        d_loss = bce(1.0, d_ref(real)) + bce(0.0, d_ref(fake))
+    for v, grad in zip(d_ref.trainable_variables, tape.gradient(d_loss, d_ref.trainable_variables)):
+        v.assign_sub(lr * grad)
+    for actual, expected in zip(d.trainable_variables, d_ref.trainable_variables):
+        np.testing.assert_allclose(actual.numpy(), expected.numpy(), atol=2e-6, err_msg=actual.path)
+    before = [v.numpy().copy() for v in g_ref.trainable_variables]
+    with tf.GradientTape() as tape:
+        g_loss = bce(1.0, d_ref(g_ref(z, training=True)))
+    grads = tape.gradient(g_loss, g_ref.trainable_variables)
+    moved = 0.0
+    for actual, start, grad, v in zip(g.trainable_variables, before, grads, g_ref.trainable_variables):
+        np.testing.assert_allclose(actual.numpy() - start, -lr * grad.numpy(), atol=2e-6, err_msg=v.path)
+        moved = max(moved, float(np.abs(grad.numpy()).max()) * lr)
+    assert moved > 1e-3  # the update was large enough for the comparison to mean something
+    g_once = keras.models.clone_model(g)
+    g_once.set_weights(initial)
+    g_once(z, training=True)
+    for actual, expected, start in zip(g.non_trainable_variables, g_once.non_trainable_variables,
+                                       [w for w, v in zip(initial, g.weights) if not v.trainable]):
+        assert not np.allclose(expected.numpy(), start)
+        np.testing.assert_allclose(actual.numpy(), expected.numpy(), rtol=1e-6, atol=1e-7, err_msg=actual.path)
+
+
 def test_lr_decay_holds_then_falls_linearly_to_zero_counting_d_steps():
     from trainer.config import TrainConfig
     from trainer.train import make_optimizers

@@ -1,7 +1,8 @@
 """A few DCGAN iterations through fit() on whichever backend $KERAS_BACKEND names, with everything
 that would differ between backends pinned: initial weights from numpy, noise and augmentation
-offsets from a fixed table (each backend's random generator is its own), Dropout off. Writes
-the logged losses and every variable after training, for tests/test_backends.py to compare.
+offsets from a fixed table (each backend's random generator is its own), every seed state set
+alike (Dropout's masks are the same bits on both: trainer/dropout.py). Writes the logged losses
+and every variable after training, for tests/test_backends.py to compare.
 
     KERAS_BACKEND=jax python tests/backend/step_run.py OUT.npz CASE
 """
@@ -62,9 +63,6 @@ def pin_weights(model, rng):
     for v in model.trainable_variables:
         value = rng.normal(0, 0.05, v.shape) + (1.0 if "gamma" in v.path else 0.0)
         v.assign(value.astype(v.dtype))
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Dropout):
-            layer.rate = 0.0
 
 
 def main(out: str, case: str) -> None:
@@ -95,7 +93,11 @@ def main(out: str, case: str) -> None:
                 r1_gamma=options.get("r1", 0.0), guide=guide, class_guidance=options.get("class_guidance", 0.0))
     keras.mixed_precision.set_global_policy("float32")
     images = datasets.load("mnist-8k").images[:512]
-    kept = [v for v in gan.state_variables() if "seed_generator" not in v.path]
+    kept = gan.state_variables()
+    seeds = [v for v in kept if "seed_generator" in v.path]
+    assert len(seeds) >= 2  # D's two Dropout layers' (and the unused noise seed)
+    for i, v in enumerate(seeds):
+        v.assign(np.array([i + 1, 0]).astype(v.dtype))
     before = [np.asarray(ops.convert_to_numpy(v.value)).astype(np.float64) for v in kept]
     losses = []
 

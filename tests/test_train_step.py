@@ -56,20 +56,18 @@ def test_networks_refuse_shapes_they_cannot_make(shape, message):
 
 
 def test_a_discriminator_with_batchnorm_sees_real_and_fake_in_separate_passes():
-    """The joint real+fake D pass is only for a D without BatchNormalization: with it, batch
-    statistics would mix the two, so D(real) in the step must be D's pass over real alone."""
+    """With BatchNormalization, a pass over real and fake together would mix their batch
+    statistics: D(real) in the step must be D's pass over real alone."""
     import keras
     import tensorflow as tf
 
     from trainer.gan import DCGAN
-    from trainer.models import build_discriminator, build_generator
+    from trainer.models import build_generator
 
     L = keras.layers
     d = keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(4, 3, strides=2), L.BatchNormalization(),
                           L.LeakyReLU(0.2), L.Flatten(), L.Dense(1)])
-    assert DCGAN(build_generator(), build_discriminator()).joint_d_pass
     gan = DCGAN(build_generator(), d, seed=0)
-    assert not gan.joint_d_pass
     gan.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
     real = tf.random.uniform((8, 28, 28, 1), -1, 1, seed=1)
     expected = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(tf.ones((8, 1)), d(real, training=True)))
@@ -77,7 +75,7 @@ def test_a_discriminator_with_batchnorm_sees_real_and_fake_in_separate_passes():
     np.testing.assert_allclose(float(loss_real), float(expected), rtol=1e-5)
 
 
-def r1_weight_change(gamma, joint=True, strategy=None, mixed_precision=False):
+def r1_weight_change(gamma, strategy=None, mixed_precision=False):
     """(what the R1 term changes in one SGD step of D, what it should change).
 
     D(x) = sum_i w_i x_i^2 + b has grad_x D = 2 w x, so the R1 term gamma/2 E_real ||2 w x||^2
@@ -104,7 +102,6 @@ def r1_weight_change(gamma, joint=True, strategy=None, mixed_precision=False):
                 d = keras.Sequential([keras.Input((28, 28, 1)), L.Flatten(), L.Lambda(tf.square), L.Dense(1, name="w")])
                 d.set_weights([w0[:, None], np.zeros(1, np.float32)])
                 gan = DCGAN(random_generator(0), d, seed=0)
-                gan.joint_d_pass = joint
                 d_opt, g_opt = keras.optimizers.SGD(lr), keras.optimizers.SGD(lr)
                 if mixed_precision:
                     d_opt, g_opt = keras.optimizers.LossScaleOptimizer(d_opt), keras.optimizers.LossScaleOptimizer(g_opt)
@@ -125,9 +122,8 @@ def r1_weight_change(gamma, joint=True, strategy=None, mixed_precision=False):
     return weights[gamma] - weights[0.0], expected
 
 
-@pytest.mark.parametrize("joint", [True, False], ids=["joint-pass", "separate-passes"])
-def test_r1_adds_the_gradient_penalty_of_real_images_only(joint):
-    actual, expected = r1_weight_change(0.5, joint=joint)
+def test_r1_adds_the_gradient_penalty_of_real_images_only():
+    actual, expected = r1_weight_change(0.5)
     np.testing.assert_allclose(actual, expected, rtol=1e-3, atol=1e-6)
 
 

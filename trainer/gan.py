@@ -44,11 +44,6 @@ from .guidance import guidance_loss
 from .subpixel_forward import generator_forward
 
 
-def _has_batchnorm(model) -> bool:
-    return any(isinstance(layer, keras.layers.BatchNormalization)
-               or (hasattr(layer, "layers") and _has_batchnorm(layer)) for layer in model.layers)
-
-
 def global_share(replica_mean):
     """A loss averaged over this replica's batch, as its share of the mean over the global batch:
     the optimizer sums gradients across replicas, so each replica's term is divided by their
@@ -100,7 +95,6 @@ class DCGAN(keras.Model):
         self.latent_dim = latent_dim
         self.d_steps = d_steps
         self.augment_policy = tuple(augment)
-        self.joint_d_pass = not _has_batchnorm(discriminator)
         self.noise_seed = keras.random.SeedGenerator(seed)
         self.ema_decay = float(ema_decay)
         self.ema_generator = None
@@ -203,17 +197,11 @@ class DCGAN(keras.Model):
         fake = ops.stop_gradient(fake)
 
         def loss():
-            if self.joint_d_pass:
-                # One pass over real and fake together (half the kernel launches of two). Without
-                # BatchNormalization no image's logit depends on the others in its batch, so this
-                # is two separate passes in distribution (Dropout draws its masks once, not twice).
-                images = self._augment(ops.concatenate([real, ops.cast(fake, real.dtype)], 0))
-                labels = None if fake_labels is None else ops.concatenate([real_labels, fake_labels], 0)
-                logits, input_grads = self._discriminate(images, labels, n)
-                real_logits, fake_logits = logits[:n], logits[n:]
-            else:  # batch statistics must not mix real and fake
-                real_logits, input_grads = self._discriminate(self._augment(real), real_labels, n)
-                fake_logits, _ = self._discriminate(self._augment(fake), fake_labels)
+            # Two passes, real and fake: a discriminator with BatchNormalization must not mix their
+            # batch statistics, and for one without, one pass over both was no faster on
+            # TensorFlow and 5% slower on JAX (docs/training.md, "Speed").
+            real_logits, input_grads = self._discriminate(self._augment(real), real_labels, r1=True)
+            fake_logits, _ = self._discriminate(self._augment(fake), fake_labels)
             loss_real = self._bce(1.0 - self.label_smoothing, real_logits)
             loss_fake = self._bce(0.0, fake_logits)
             total = loss_real + loss_fake
@@ -227,25 +215,24 @@ class DCGAN(keras.Model):
         apply_gradients(self.d_optimizer, grads, variables)
         return loss_real, loss_fake, ops.sigmoid(real_logits), ops.sigmoid(fake_logits)
 
-    def _discriminate(self, images, labels=None, n_real=None):
-        """D's float32 logits (of each image as its class, for a conditional D), and with R1 on and
-        ``n_real`` given, the gradients of the logits of
-        the first ``n_real`` images (the real ones) with respect to those images. Without
+    def _discriminate(self, images, labels=None, r1: bool = False):
+        """D's float32 logits (of each image as its class, for a conditional D), and with ``r1``
+        (and R1 on), the gradient of each image's logit with respect to that image. Without
         BatchNormalization each logit depends on its own image only, so one gradient of their sum
         gives every image its own (with it, the sum's gradient also carries the batch-statistics
         terms). The outer gradient differentiates through it (double backprop)."""
         def discriminate(x):
             return discriminator_forward(self.discriminator, x, labels, training=True)
 
-        if self.r1_gamma == 0 or n_real is None:
+        if not r1 or self.r1_gamma == 0:
             return ops.cast(discriminate(images), "float32"), None
 
-        def real_sum(x):
+        def logit_sum(x):
             logits = ops.cast(discriminate(x), "float32")
-            return ops.sum(logits[:n_real]), logits
+            return ops.sum(logits), logits
 
-        _, logits, grads = input_value_and_grad(real_sum, images)
-        return logits, ops.cast(grads[:n_real], "float32")
+        _, logits, grads = input_value_and_grad(logit_sum, images)
+        return logits, ops.cast(grads, "float32")
 
     def generator_step(self, fakes: Fakes | int):
         """One G update through the D just updated, on ``fakes`` (or on ``fakes`` fresh ones):

@@ -38,8 +38,8 @@ def step_run(tmp_path, backend: str, case: str) -> dict:
 @pytest.mark.parametrize("case", ["plain", "every_option", "mixed_precision"])
 def test_tensorflow_and_jax_compute_the_same_iterations(tmp_path, case):
     """Same initial weights, batches and noise (a fixed table: each backend's random generator is its
-    own) and seed states (so the same Dropout masks); every_option has 2 D steps, label smoothing, R1, EMA, DiffAugment, class
-    guidance and lr decay. Tolerance: logged losses within 2e-3, and each network's and optimizer's
+    own) and seed states (so the same Dropout masks); every_option has 2 D steps, label smoothing,
+    R1, EMA, DiffAugment, class guidance and lr decay. Tolerance: logged losses within 2e-3, and each network's and optimizer's
     change over the 4 iterations within 5% (relative L2 norm) of TensorFlow's: float32 arithmetic
     in another order (oneDNN vs XLA) drifts that far; a missing term moves them by far more."""
     tf_run, jax_run = step_run(tmp_path, "tensorflow", case), step_run(tmp_path, "jax", case)

@@ -7,11 +7,11 @@ cost about 13 ms of JAX's 81 ms step (9 ms of TensorFlow's 70). A dropout mask n
 a cryptographic-strength generator, so here each element's bits are its index in the batch, keyed
 by the layer's own seed, through two rounds of an integer hash (Chris Wellons's ``lowbias32``, a
 bijection on 32 bits with low avalanche bias): a couple of dozen integer operations that XLA fuses
-into one kernel (on TensorFlow too: the mask alone is compiled with ``jit_compile``). Keep probability and scale are Keras's (keep with 1 - rate,
-scale by 1 / (1 - rate); the threshold is exact to 2^-32), the seed is the layer's
-``SeedGenerator`` as before (so checkpoints and resume are unchanged), and the masks are the same
-bits on every backend: a run that resumes on the other backend keeps drawing the masks it would
-have drawn. tests/test_dropout.py checks the statistics.
+into one kernel (on TensorFlow too: the mask alone is compiled with ``jit_compile``). Keep
+probability and scale are Keras's (keep with 1 - rate, scale by 1 / (1 - rate); the threshold is
+exact to 2^-32), the seed is the layer's ``SeedGenerator`` as before (so checkpoints and resume
+are unchanged), and the masks are the same bits on every backend: a run that resumes on the other
+backend keeps drawing the masks it would have drawn. tests/test_dropout.py checks the statistics.
 
 Only the training pass changes; the saved discriminator keeps its ordinary ``Dropout`` layers.
 """
@@ -67,7 +67,7 @@ def dropout(x, rate: float, seed_generator: keras.random.SeedGenerator):
     offset = ops.cast(replica_index() * size, "uint32")
     if keras.backend.backend() == "tensorflow":
         # TensorFlow runs each integer operation as its own pass over memory; compiled by XLA,
-        # the mask is one fused kernel (a third of the time on the discriminator's activations).
+        # the mask is one fused kernel (under half the time on the discriminator's activations).
         import tensorflow as tf
 
         return x * _compiled_keep_scale(rate)(tf.stop_gradient(x), seed, offset)

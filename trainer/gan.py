@@ -235,8 +235,9 @@ class DCGAN(keras.Model):
         return logits, ops.cast(grads, "float32")
 
     def generator_step(self, fakes: Fakes | int):
-        """One G update through the D just updated, on ``fakes`` (or on ``fakes`` fresh ones):
-        the gradient of G's loss w.r.t. the images, pulled back through G's kept forward pass."""
+        """One G update through the D just updated, on ``fakes`` (given a number, that many fresh
+        ones): the gradient of G's loss w.r.t. the images, pulled back through G's kept forward
+        pass."""
         if not isinstance(fakes, Fakes):
             fakes = self.generate(fakes)
 

@@ -2,11 +2,10 @@
 
 The step's math (``trainer/gan.py``) is written once in ``keras.ops`` and calls these functions
 where it needs a gradient (or a pullback, to take one later), the way Keras 3's custom-train-step
-guides split it: TensorFlow records
-on a ``GradientTape``; JAX differentiates a pure function, so the variables' values go in as
-arguments and whatever the forward pass assigns (BatchNorm statistics, random-seed states) comes
-back out as data and is assigned afterwards, inside the step's ``StatelessScope``
-(``trainer/jax_step.py``). Both support differentiating through a gradient (R1's double backprop).
+guides split it: TensorFlow records on a ``GradientTape``; JAX differentiates a pure function, so
+the variables' values go in as arguments and whatever the forward pass assigns (BatchNorm
+statistics, random-seed states) comes back out as data and is assigned afterwards, inside the
+step's ``StatelessScope`` (``trainer/jax_step.py``). Both support differentiating through a gradient (R1's double backprop).
 An optimizer applies its update in place on TensorFlow and through ``stateless_apply`` on JAX (a
 loss-scale optimizer's in-place update branches on traced values, which JAX cannot trace).
 
